@@ -1,0 +1,46 @@
+"""llm-gateway core: the public surface for plugin and adapter authors."""
+
+__version__ = "0.1.0"
+
+from gateway.adapter import (
+    Chunk,
+    NoOptions,
+    ProviderAdapter,
+    StreamTranslator,
+    UpstreamRequest,
+)
+from gateway.context import Outcome, Principal, RequestContext, StashKey, Usage
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnsupportedOperation,
+    UpstreamError,
+)
+from gateway.hookspecs import hookimpl
+from gateway.runtime import ShortCircuit
+
+__all__ = [
+    "AuthenticationError",
+    "Chunk",
+    "GatewayError",
+    "InvalidRequestError",
+    "NoOptions",
+    "Outcome",
+    "PermissionDeniedError",
+    "Principal",
+    "ProviderAdapter",
+    "RateLimitError",
+    "RequestContext",
+    "ShortCircuit",
+    "StashKey",
+    "StreamTranslator",
+    "UnsupportedOperation",
+    "UpstreamError",
+    "UpstreamRequest",
+    "Usage",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,112 @@
+"""``build_app``: routes, the gateway run-time object, and the start-up/shutdown lifecycle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+
+from aiohttp import web
+
+from gateway.context import RequestContext
+from gateway.errors import GatewayError, InvalidRequestError
+from gateway.handler import authenticate, handle, request_id
+from gateway.health import HealthChecker
+from gateway.keys import GATEWAY
+from gateway.loader import Loaded
+from gateway.operations import OPERATIONS
+from gateway.relay import error_response, json_response
+from gateway.runtime import Gateway
+
+
+def build_app(loaded: Loaded) -> web.Application:
+    config = loaded.config
+    server = config.server
+    app = web.Application(
+        client_max_size=server.max_body_bytes,
+        handler_args={"max_field_size": server.max_header_bytes, "max_line_size": server.max_header_bytes},
+    )
+    gw = Gateway(config, loaded.pm)
+    app[GATEWAY] = gw
+    for op in OPERATIONS:
+        resource = app.router.add_resource(op.path)
+        resource.add_route("POST", partial(handle, op=op))
+        resource.add_route("*", method_not_allowed)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", liveness)
+    app.router.add_get("/health/ready", readiness)
+    app.router.add_get("/health/providers", provider_health)
+    app.cleanup_ctx.append(lifecycle)
+    loaded.pm.hook.gateway_configure(config=config, app=app)
+    # Last, so plugin routes (e.g. /metrics) take precedence over the JSON 404.
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    await gw.registry.open()
+    checker = HealthChecker(gw.registry)
+    try:
+        checker.start()
+        await gw.hooks.all("gateway_startup", app=app)
+        gw.ready = True
+        yield
+    finally:
+        gw.ready = False
+        await checker.stop()
+        await gw.hooks.all_safe("gateway_shutdown", app=app)
+        await gw.registry.close()
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    ctx = RequestContext(request, None, request_id(request))
+    try:
+        await authenticate(gw, ctx)
+    except GatewayError as exc:
+        return error_response(exc)
+    return json_response(await gw.models.listing(), {"x-request-id": ctx.request_id})
+
+
+async def liveness(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    ready = gw.ready and not gw.draining
+    return json_response({"status": "ready" if ready else "not_ready", "draining": gw.draining},
+                         status=200 if ready else 503)
+
+
+async def provider_health(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    providers = []
+    for p in gw.registry:
+        h = p.health
+        providers.append({
+            "name": p.name,
+            "type": p.type,
+            "status": h.status,
+            "circuit": p.breaker.state,
+            "in_flight": p.in_flight,
+            "last_latency_ms": None if h.last_latency_s is None else round(h.last_latency_s * 1000, 2),
+            "last_error": h.last_error,
+            "last_checked": h.last_checked,
+            "last_success": h.last_success,
+            "last_failure": h.last_failure,
+        })
+    return json_response({"time": time.time(), "providers": providers})
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return error_response(InvalidRequestError(
+        f"Unknown endpoint: {request.method} {request.path}", code="unknown_endpoint", status=404
+    ))
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    return error_response(InvalidRequestError(
+        f"Method {request.method} is not allowed on {request.path}", code="method_not_allowed", status=405
+    ), {"Allow": "POST"})

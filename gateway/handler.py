@@ -1,0 +1,235 @@
+"""The one generic request path for chat, completions and embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from gateway.context import Outcome, RequestContext, Usage
+from gateway.errors import (
+    AuthenticationError,
+    BodyTooLargeError,
+    GatewayError,
+    InvalidJSONError,
+    InvalidRequestError,
+    UpstreamTimeoutError,
+)
+from gateway.keys import GATEWAY
+from gateway.relay import DONE, SSEResponse, error_event, error_response, json_response, prepend
+from gateway.replay import response_to_chunks
+
+if TYPE_CHECKING:
+    from gateway.dispatch import UpstreamStream
+    from gateway.operations import Operation
+    from gateway.runtime import Gateway, ShortCircuit
+
+log = logging.getLogger("llm_gateway.handler")
+
+
+def request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 64 and given.isascii() and given.isprintable():
+        return given
+    return "req_" + os.urandom(8).hex()
+
+
+async def authenticate(gw: Gateway, ctx: RequestContext) -> None:
+    if not gw.on_authenticate:
+        return
+    ctx.principal = await gw.hooks.first("gateway_authenticate", ctx=ctx)
+    if ctx.principal is None and gw.auth_required:
+        raise AuthenticationError(
+            "Missing API key: pass it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLargeError(f"Request body is larger than the limit of {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLargeError(f"Request body is larger than the limit of {limit} bytes") from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJSONError("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return body
+
+
+def validate(op: Operation, ctx: RequestContext) -> None:
+    """Check only what the gateway itself relies on; the vendor validates the rest."""
+    body = ctx.body
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
+    value = body.get(op.input_field)
+    if value is None:
+        raise InvalidRequestError(f"'{op.input_field}' is required.", param=op.input_field)
+    if op.input_must_be_list:
+        if not isinstance(value, list) or not value:
+            raise InvalidRequestError(f"'{op.input_field}' must be a non-empty array.", param=op.input_field)
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or not isinstance(item.get("role"), str):
+                raise InvalidRequestError(
+                    f"'{op.input_field}[{i}]' must be an object with a 'role'.", param=f"{op.input_field}[{i}]"
+                )
+    stream = body.get("stream", False)
+    if stream not in (True, False, None):
+        raise InvalidRequestError("'stream' must be a boolean.", param="stream")
+    if stream and not op.streamable:
+        raise InvalidRequestError(f"{op.path} does not support streaming.", param="stream")
+    ctx.model = model
+    ctx.stream = bool(stream)
+
+
+def response_headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id, **ctx.response_headers}
+    if ctx.provider:
+        headers["x-gateway-provider"] = ctx.provider
+    return headers
+
+
+async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
+    gw: Gateway = request.app[GATEWAY]
+    ctx = RequestContext(request, op, request_id(request))
+    outcome = Outcome(status=200)
+    try:
+        await authenticate(gw, ctx)
+        ctx.body = await read_json(request, gw.config.server.max_body_bytes)
+        validate(op, ctx)
+        ctx.targets = gw.router.resolve(ctx.model)  # type: ignore[arg-type]
+        if gw.on_request_received:
+            await gw.hooks.all("gateway_request_received", ctx=ctx)
+        if gw.on_before_upstream:
+            short = await gw.hooks.first("gateway_before_upstream", ctx=ctx)
+            if short is not None:
+                return await respond_short(gw, ctx, short, outcome)
+        if ctx.stream:
+            return await stream(gw, ctx, await gw.dispatcher.open_stream(ctx), outcome)
+        result = await gw.dispatcher.send(ctx)
+        ctx.usage = Usage.from_openai(result.get("usage"))
+        if gw.on_response:
+            await gw.hooks.all("gateway_response", ctx=ctx, response=result)
+        return json_response(result, response_headers(ctx))
+    except GatewayError as exc:
+        return await fail(gw, ctx, exc, outcome)
+    except asyncio.CancelledError:
+        outcome.status, outcome.error_type = 499, "client_closed"
+        raise
+    except Exception:
+        log.exception("unhandled error in request %s", ctx.request_id)
+        return await fail(gw, ctx, GatewayError(f"Internal gateway error (request id {ctx.request_id})."), outcome)
+    finally:
+        if gw.on_request_finished:
+            await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
+
+
+def finish_outcome(ctx: RequestContext, outcome: Outcome) -> Outcome:
+    outcome.provider = ctx.provider
+    outcome.model = ctx.target.model if ctx.target else ctx.model
+    outcome.usage = ctx.usage
+    outcome.stream = ctx.stream
+    outcome.cache = ctx.cache
+    outcome.attempts = ctx.attempts
+    outcome.latency_s = time.perf_counter() - ctx.started
+    if ctx.first_chunk_at is not None:
+        outcome.ttft_s = ctx.first_chunk_at - ctx.started
+    return outcome
+
+
+async def fail(gw: Gateway, ctx: RequestContext, error: GatewayError, outcome: Outcome) -> web.Response:
+    outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
+    if gw.on_error:
+        await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)
+    return error_response(error, response_headers(ctx))
+
+
+async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, outcome: Outcome) -> web.StreamResponse:
+    ctx.usage = Usage.from_openai(short.body.get("usage"))
+    ctx.response_headers.update(short.headers)
+    if not ctx.stream:
+        return json_response(short.body, response_headers(ctx))
+    include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
+    resp = new_sse_response(gw, ctx)
+    await resp.prepare(ctx.request)
+    ctx.first_chunk_at = time.perf_counter()
+    for chunk in response_to_chunks(short.body, include_usage):
+        await resp.send_chunk(chunk)
+    await resp.close_stream(DONE)
+    return resp
+
+
+def new_sse_response(gw: Gateway, ctx: RequestContext) -> SSEResponse:
+    server = gw.config.server
+    return SSEResponse(
+        response_headers(ctx), send_timeout=server.client_send_timeout_s, ping_interval=server.sse_ping_interval_s
+    )
+
+
+async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, outcome: Outcome) -> web.StreamResponse:
+    """Relay chunks as they arrive. Past this point errors become one SSE error event."""
+    resp = new_sse_response(gw, ctx)
+    chunks = upstream.rest
+    wrappers = gw.stream_wrappers(ctx)
+    try:
+        await resp.prepare(ctx.request)
+        assert ctx.target is not None
+        async with asyncio.timeout(ctx.target.provider.config.timeouts.total_s):
+            if wrappers:
+                chunks = prepend(upstream.first, upstream.rest)
+                for wrap in wrappers:
+                    chunks = wrap(chunks)
+                async for chunk in chunks:
+                    if ctx.first_chunk_at is None:
+                        ctx.first_chunk_at = time.perf_counter()
+                    await resp.send_chunk(chunk)
+            else:
+                if upstream.first is not None:
+                    ctx.first_chunk_at = time.perf_counter()
+                    await resp.send_chunk(upstream.first)
+                async for chunk in chunks:
+                    await resp.send_chunk(chunk)
+        ctx.usage = Usage.from_openai(upstream.translator.usage)
+        await resp.close_stream(DONE)
+    except ConnectionResetError:
+        outcome.status, outcome.error_type = 499, "client_closed"
+    except (GatewayError, TimeoutError) as exc:
+        error = exc if isinstance(exc, GatewayError) else UpstreamTimeoutError(
+            f"{ctx.provider}: stream exceeded the total time limit", provider=ctx.provider
+        )
+        await stream_failed(gw, ctx, resp, error, outcome)
+    finally:
+        await aclose(chunks)
+        if chunks is not upstream.rest:
+            await aclose(upstream.rest)
+    return resp
+
+
+async def stream_failed(
+    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome
+) -> None:
+    outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
+    if ctx.target is not None and error.retryable:
+        ctx.target.provider.breaker.record(False)
+    if gw.on_error:
+        await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)
+    try:
+        # No [DONE]: the stream ended abnormally, and the error event says why.
+        await resp.close_stream(error_event(error))
+    except (ConnectionResetError, RuntimeError):
+        outcome.status, outcome.error_type = 499, "client_closed"
+
+
+async def aclose(iterator: Any) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,146 @@
+"""Loading ``gateway.yaml``: YAML → interpolation → core models + plugin sections → checks that
+need the installed plugins and adapters. Every problem is reported with its field path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gateway.config import CORE_SECTIONS, GatewayConfig, interpolate, pydantic_problems, raise_if
+from gateway.errors import ConfigError
+from gateway.plugin_manager import disable, make_plugin_manager, plugin_names
+from gateway.registry import installed_adapters, load_adapter_class
+from gateway.routing import resolve_name
+
+DEFAULT_CONFIG = "gateway.yaml"
+CONFIG_ENV = "LLM_GATEWAY_CONFIG"
+
+
+@dataclass(slots=True)
+class Loaded:
+    config: GatewayConfig
+    pm: pluggy.PluginManager
+
+
+def config_path(path: str | None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read config file {path}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([("", f"{path} is not valid YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([("", f"{path} must contain a mapping at the top level")])
+    return data
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Loaded:
+    raw = read_yaml(config_path(str(path) if path else None))
+    return load_data(raw, env)
+
+
+def load_data(raw: dict[str, Any], env: dict[str, str] | None = None) -> Loaded:
+    data, missing = interpolate(raw, env)
+    pm = make_plugin_manager()
+    problems: list[tuple[str, str]] = []
+    sections = claimed_sections(pm)
+    validated: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in CORE_SECTIONS:
+            continue
+        if key not in sections:
+            known = ", ".join(sorted(set(sections) | CORE_SECTIONS))
+            problems.append((str(key), f"unknown section; no installed plugin claims it (known: {known})"))
+            continue
+        try:
+            validated[key] = sections[key].model_validate(value if value is not None else {})
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, str(key))
+    config: GatewayConfig | None = None
+    try:
+        config = GatewayConfig.model_validate({k: v for k, v in data.items() if k in CORE_SECTIONS})
+    except ValidationError as exc:
+        problems += pydantic_problems(exc)
+    if config is not None:
+        problems += check_providers(config)
+        problems += check_aliases(config)
+        problems += check_plugins(config, pm)
+        problems += [(path, msg) for path, msg in missing if not in_disabled(path, config)]
+    raise_if(problems)
+    assert config is not None
+    disable(pm, config.plugins.disabled)
+    return Loaded(config.model_copy(update={"sections": validated}), pm)
+
+
+def claimed_sections(pm: pluggy.PluginManager) -> dict[str, type[BaseModel]]:
+    sections: dict[str, type[BaseModel]] = {}
+    for result in pm.hook.gateway_config_sections():
+        sections.update(result or {})
+    return sections
+
+
+def in_disabled(path: str, config: GatewayConfig) -> bool:
+    return any(not p.enabled and path.startswith(f"providers[{i}]") for i, p in enumerate(config.providers))
+
+
+def check_providers(config: GatewayConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    installed = installed_adapters()
+    seen: set[str] = set()
+    for i, p in enumerate(config.providers):
+        if p.name in seen:
+            problems.append((f"providers[{i}].name", f"duplicate provider name {p.name!r}"))
+        seen.add(p.name)
+        if p.type not in installed:
+            problems.append((f"providers[{i}].type",
+                             f"unknown provider type {p.type!r}; installed: {', '.join(sorted(installed))}"))
+            continue
+        try:
+            cls = load_adapter_class(p.type)
+        except Exception as exc:
+            problems.append((f"providers[{i}].type", f"adapter {p.type!r} failed to load: {exc}"))
+            continue
+        try:
+            cls.options_model.model_validate(p.options)
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, f"providers[{i}].options")
+        if not (p.base_url or cls.default_base_url):
+            problems.append((f"providers[{i}].base_url", "required for this provider type"))
+        if p.enabled and cls.requires_api_key and not p.key:
+            problems.append((f"providers[{i}].api_key", "required for this provider type"))
+    return problems
+
+
+def check_aliases(config: GatewayConfig) -> list[tuple[str, str]]:
+    providers = {p.name: p for p in config.providers}
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, alias in enumerate(config.models):
+        if alias.name in seen:
+            problems.append((f"models[{i}].name", f"duplicate alias {alias.name!r}"))
+        seen.add(alias.name)
+        for j, target in enumerate(alias.targets):
+            if not resolve_name(target, providers, {}):
+                problems.append((f"models[{i}].targets[{j}]",
+                                 f"{target!r} names no configured provider or model"))
+    return problems
+
+
+def check_plugins(config: GatewayConfig, pm: pluggy.PluginManager) -> list[tuple[str, str]]:
+    known = plugin_names(pm)
+    return [
+        (f"plugins.disabled[{i}]", f"unknown plugin {name!r}; installed: {', '.join(known)}")
+        for i, name in enumerate(config.plugins.disabled) if name not in known
+    ]

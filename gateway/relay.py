@@ -1,0 +1,59 @@
+"""Writing responses to the client: JSON bodies, error envelopes, and SSE relayed chunk by chunk."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from gateway.adapter import Chunk
+from gateway.errors import GatewayError
+
+DONE = b"data: [DONE]\n\n"
+
+
+def json_response(body: Any, headers: Mapping[str, str] | None = None, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers, content_type="application/json")
+
+
+def error_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
+    merged = {**(headers or {}), **error.headers}
+    return web.Response(
+        body=error.to_json(), status=error.status, headers=merged, content_type="application/json"
+    )
+
+
+def error_event(error: GatewayError) -> bytes:
+    """The SSE form of an error once streaming began (the OpenAI SDK raises on it)."""
+    return b"data: " + error.to_json() + b"\n\n"
+
+
+class SSEResponse(EventSourceResponse):
+    """aiohttp-sse's response (event-stream headers, ``: ping`` keep-alives, and a kernel-level
+    send timeout for stalled clients) with a raw-bytes write for pre-serialised chunks."""
+
+    def __init__(self, headers: Mapping[str, str], *, send_timeout: float, ping_interval: float) -> None:
+        super().__init__(
+            headers=headers, sep="\n", allow_all_methods=True,
+            send_timeout=send_timeout, ping_interval=ping_interval,
+        )
+
+    async def send_chunk(self, chunk: Chunk) -> None:
+        await self.write(b"data: " + chunk.data + b"\n\n")
+
+    async def close_stream(self, tail: bytes = b"") -> None:
+        if self._ping_task is not None:
+            self.stop_streaming()
+            await self.wait()
+        await self.write_eof(tail)
+
+
+async def prepend(first: Chunk | None, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """One iterator over the already-read first chunk and the rest (only built for wrappers)."""
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk

@@ -1,0 +1,94 @@
+"""Per-provider circuit breaker and health state (passive signals from live traffic plus the
+active checker in ``gateway.health``)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import CircuitBreakerConfig
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class CircuitBreaker:
+    """Opens after ``consecutive_failures`` failures in a row, or when the failure rate over
+    ``window_s`` reaches ``error_rate`` with at least ``min_requests`` outcomes. While open it
+    rejects at once; after ``open_s`` one probe request is let through (half-open): its success
+    closes the circuit, its failure opens it again."""
+
+    def __init__(self, config: CircuitBreakerConfig, clock: Any = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self.state = CLOSED
+        self._consecutive = 0
+        self._opened_at = 0.0
+        self._probe_out = False
+        self._outcomes: deque[tuple[float, bool]] = deque()
+        self._failures = 0
+
+    def allow(self) -> bool:
+        if not self.config.enabled or self.state == CLOSED:
+            return True
+        if self.state == OPEN and self._clock() - self._opened_at >= self.config.open_s:
+            self.state = HALF_OPEN
+            self._probe_out = False
+        if self.state == HALF_OPEN and not self._probe_out:
+            self._probe_out = True
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        return max(0.0, self.config.open_s - (self._clock() - self._opened_at))
+
+    def record(self, ok: bool) -> None:
+        if not self.config.enabled:
+            return
+        now = self._clock()
+        self._outcomes.append((now, ok))
+        self._failures += not ok
+        horizon = now - self.config.window_s
+        while self._outcomes and self._outcomes[0][0] < horizon:
+            _, old_ok = self._outcomes.popleft()
+            self._failures -= not old_ok
+        if ok:
+            self._consecutive = 0
+            if self.state == HALF_OPEN:
+                self.state = CLOSED
+                self._outcomes.clear()
+                self._failures = 0
+            return
+        self._consecutive += 1
+        if self.state == HALF_OPEN or self._should_open():
+            self.state = OPEN
+            self._opened_at = now
+            self._probe_out = False
+
+    def _should_open(self) -> bool:
+        cfg = self.config
+        if self._consecutive >= cfg.consecutive_failures:
+            return True
+        n = len(self._outcomes)
+        return n >= cfg.min_requests and self._failures / n >= cfg.error_rate
+
+
+@dataclass(slots=True)
+class ProviderHealth:
+    status: str = "unknown"  # unknown | healthy | unhealthy
+    last_latency_s: float | None = None
+    last_error: str | None = None
+    last_checked: float | None = None  # unix time of the last active check
+    last_success: float | None = None  # unix time of the last successful live request
+    last_failure: float | None = None
+
+    def observe(self, ok: bool, latency_s: float | None, error: str | None = None) -> None:
+        now = time.time()
+        if latency_s is not None:
+            self.last_latency_s = latency_s
+        if ok:
+            self.last_success = now
+        else:
+            self.last_failure = now
+            self.last_error = error

@@ -1,0 +1,55 @@
+"""The gateway's run-time object: config, plugins, providers and router, kept on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.dispatch import Dispatcher
+from gateway.hookcall import Hooks
+from gateway.models_catalog import ModelCatalog
+from gateway.registry import ProviderRegistry
+from gateway.routing import Router
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from gateway.config import GatewayConfig
+    from gateway.context import RequestContext
+    from gateway.hookspecs import StreamWrapper
+
+
+@dataclass(slots=True)
+class ShortCircuit:
+    """A complete OpenAI-shaped response produced without calling a vendor (e.g. a cache hit)."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, pm: pluggy.PluginManager) -> None:
+        self.config = config
+        self.pm = pm
+        self.hooks = Hooks(pm)
+        self.registry = ProviderRegistry(config)
+        self.router = Router(self.registry.providers, config.providers, config.models)
+        self.dispatcher = Dispatcher(self.hooks)
+        self.models = ModelCatalog(self.registry, self.router.aliases, config.server.models_cache_ttl_s)
+        self.draining = False
+        self.ready = False
+        has = self.hooks.has
+        # Decided once, so a hook nobody implements costs nothing per request.
+        self.on_authenticate = has("gateway_authenticate")
+        self.auth_required = bool(config.auth.keys) and self.on_authenticate
+        self.on_request_received = has("gateway_request_received")
+        self.on_before_upstream = has("gateway_before_upstream")
+        self.on_response = has("gateway_response")
+        self.on_error = has("gateway_error")
+        self.on_request_finished = has("gateway_request_finished")
+        self.on_wrap_stream = has("gateway_wrap_stream")
+
+    def stream_wrappers(self, ctx: RequestContext) -> list[StreamWrapper]:
+        if not self.on_wrap_stream:
+            return []
+        return [w for w in self.pm.hook.gateway_wrap_stream(ctx=ctx) if w is not None]

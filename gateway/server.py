@@ -1,0 +1,112 @@
+"""Running the server: one event loop per process, ``--workers N`` processes sharing the port
+through SO_REUSEPORT, and a graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.keys import GATEWAY
+from gateway.loader import Loaded, load
+
+log = logging.getLogger("llm_gateway.server")
+
+
+def install_fast_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # optional: Windows, or an install without it
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting, drain in-flight requests for up to
+    ``server.drain_timeout_s``, and close every provider session."""
+    gw = app[GATEWAY]
+    server = gw.config.server
+    runner = web.AppRunner(
+        app,
+        handler_cancellation=True,
+        shutdown_timeout=server.drain_timeout_s,
+        access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Windows has no loop signal handlers: Ctrl-C arrives as KeyboardInterrupt instead.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        await site.start()
+        sockets = runner.addresses
+        log.info("llm-gateway listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in sockets))
+        await stop.wait()
+        log.info("draining (up to %.0fs)", server.drain_timeout_s)
+        gw.draining = True
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool) -> None:
+    configure_logging()
+    loaded = load(config_path)
+    _run(loaded, host, port, reuse_port)
+
+
+def _run(loaded: Loaded, host: str | None, port: int | None, reuse_port: bool) -> None:
+    install_fast_loop()
+    server = loaded.config.server
+
+    async def main() -> None:
+        await serve_app(build_app(loaded), host or server.host, server.port if port is None else port,
+                        reuse_port=reuse_port)
+
+    asyncio.run(main())
+
+
+def serve(loaded: Loaded, config_path: str | None, host: str | None, port: int | None, workers: int | None) -> int:
+    n = workers or loaded.config.server.workers
+    if n <= 1:
+        _run(loaded, host, port, reuse_port=False)
+        return 0
+    return _supervise(n, config_path, host, port)
+
+
+def _supervise(n: int, config_path: str | None, host: str | None, port: int | None) -> int:
+    """Start N worker processes on one port and pass SIGTERM/SIGINT on to them."""
+    ctx = multiprocessing.get_context("spawn")
+    path = str(Path(config_path).resolve()) if config_path else None
+    procs = [ctx.Process(target=run_worker, args=(path, host, port, True), name=f"llm-gateway-{i}")
+             for i in range(n)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                p.terminate() if signum == signal.SIGTERM else p.kill()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, lambda s, f: forward(signal.SIGTERM, f))
+    for p in procs:
+        p.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")

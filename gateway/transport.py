@@ -1,0 +1,167 @@
+"""Upstream I/O: one pooled ``aiohttp.ClientSession`` per configured provider.
+
+This is the error-mapping boundary: aiohttp and timeout exceptions become the most specific
+``Upstream*`` error here (``raise ... from``), with messages that name the provider but never its
+URL, headers or key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from gateway.adapter import UpstreamRequest
+from gateway.config import ProviderConfig
+from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try against one target; hooks may add ``headers`` (e.g. ``traceparent``)."""
+
+    provider: str
+    provider_type: str
+    model: str
+    number: int
+    stream: bool
+    headers: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    status: int | None = None
+    stash: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class StreamBody(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+
+class Transport(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, req: UpstreamRequest) -> RawResponse: ...
+
+    def stream(self, req: UpstreamRequest) -> Any:
+        """Async context manager yielding a ``StreamBody``."""
+
+
+def map_exception(provider: str, exc: BaseException) -> GatewayError:
+    if isinstance(exc, TimeoutError):  # asyncio and aiohttp's ServerTimeoutError alike
+        return UpstreamTimeoutError(f"{provider}: upstream did not answer in time", provider=provider)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamConnectionError(f"{provider}: upstream connection broke mid-response", provider=provider)
+    return UpstreamConnectionError(
+        f"{provider}: upstream connection failed ({type(exc).__name__})", provider=provider
+    )
+
+
+UPSTREAM_EXCEPTIONS = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+@contextmanager
+def mapped_errors(provider: str) -> Any:
+    try:
+        yield
+    except UPSTREAM_EXCEPTIONS as exc:
+        raise map_exception(provider, exc) from exc
+
+
+class HttpTransport:
+    """Pooled HTTP(S) transport; the session lives from app start-up to shutdown."""
+
+    def __init__(self, provider: str, config: ProviderConfig) -> None:
+        self.provider = provider
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        pool, t = self.config.pool, self.config.timeouts
+        connector = aiohttp.TCPConnector(
+            limit=pool.max_connections,
+            limit_per_host=pool.max_connections_per_host,
+            keepalive_timeout=pool.keepalive_s,
+            ttl_dns_cache=int(pool.dns_cache_s),
+        )
+        # sock_read bounds every wait for upstream bytes (idle between chunks, and the head);
+        # first_byte_s and total_s are enforced around the calls below.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_connect=t.connect_s,
+                                          sock_read=t.idle_s),
+            skip_auto_headers=("User-Agent",),
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"transport for provider {self.provider!r} is not open")
+        return self._session
+
+    def _request(self, req: UpstreamRequest) -> Any:
+        headers = req.headers
+        data = None
+        if req.json is not None:
+            data = orjson.dumps(req.json)
+            headers = {"Content-Type": "application/json", **headers}
+        return self.session.request(req.method, req.url, headers=headers, data=data)
+
+    async def send(self, req: UpstreamRequest) -> RawResponse:
+        t = self.config.timeouts
+        with mapped_errors(self.provider):
+            async with asyncio.timeout(t.total_s):
+                async with asyncio.timeout(t.first_byte_s):
+                    resp = await self._request(req)
+                async with resp:
+                    return RawResponse(resp.status, resp.headers, await resp.read())
+
+    @asynccontextmanager
+    async def stream(self, req: UpstreamRequest) -> AsyncIterator[StreamBody]:
+        with mapped_errors(self.provider):
+            async with asyncio.timeout(self.config.timeouts.first_byte_s):
+                resp = await self._request(req)
+        try:
+            yield _AiohttpBody(resp)
+        finally:
+            # Back to the pool when the body was read to the end; aiohttp drops the connection
+            # instead when it was not (client gone, error mid-stream).
+            resp.release()
+
+
+class _AiohttpBody:
+    __slots__ = ("_resp", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    async def read(self) -> bytes:
+        return await self._resp.read()

@@ -1,0 +1,65 @@
+"""Smoke test for the benchmark harness (benchmarks/run.py --quick).
+
+It only checks that a run completes and prints a markdown table whose rows hold numbers; it never asserts
+a timing. The load generator is wrk when installed, else the harness's own Python driver (the output says
+which) -- neither case is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "benchmarks" / "run.py"
+
+
+def run_quick(targets: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--targets", targets],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    )
+    assert "load generator: " in proc.stdout
+    return proc.stdout
+
+
+def table_row(out: str, name: str) -> list[str]:
+    m = re.search(rf"^\| {re.escape(name)} \| (.+) \|$", out, re.M)
+    assert m, f"no table row for {name!r} in:\n{out[-3000:]}"
+    return [c.strip() for c in m.group(1).split("|")]
+
+
+def assert_numbers(cells: list[str], name: str) -> None:
+    # ns c1 req/s, p50, p99, ..., ns c64 req/s, ..., stream req/s, ..., TTFC p50
+    for idx in (0, 1, 2, 4, 7, 10):
+        assert re.match(r"^[\d,]+(\.\d+)?", cells[idx]), f"{name}: column {idx} is {cells[idx]!r}: {cells}"
+
+
+def test_bench_quick_direct_and_relay() -> None:
+    out = run_quick("direct,relay")
+    for name in ("direct", "relay"):
+        assert_numbers(table_row(out, name), name)
+    relay = table_row(out, "relay")
+    assert re.match(r"^[\d.]+$", relay[-1]), f"relay RSS after load missing: {relay}"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gateway.cli") is None,
+    reason="llm-gateway not installed (gateway.cli missing): gateway targets not benchmarked",
+)
+def test_bench_quick_gateway() -> None:
+    out = run_quick("relay,gateway,gateway-chain")
+    for name in ("relay", "gateway", "gateway-chain"):
+        assert_numbers(table_row(out, name), name)
