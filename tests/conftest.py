@@ -1,0 +1,82 @@
+"""Shared fixtures: a real gateway on a loopback port, config builders, an HTTP client."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.keys import GATEWAY
+from gateway.loader import load_data
+from gateway.runtime import Gateway
+
+if importlib.util.find_spec("tests.emulators.fixtures") is not None:
+    pytest_plugins = ["tests.emulators.fixtures"]
+
+MOCK_PROVIDER: dict[str, Any] = {
+    "name": "mock",
+    "type": "mock",
+    "models": ["mock-1", "mock-embed"],
+    "options": {"reply": "echo"},
+    "health_check": {"enabled": False},
+}
+
+
+def make_config(*providers: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    """A config dict: the given providers (default: the offline mock) plus any other sections."""
+    config: dict[str, Any] = {"providers": [copy.deepcopy(p) for p in (providers or (MOCK_PROVIDER,))]}
+    config.update(copy.deepcopy(sections))
+    return config
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def gw(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+
+StartGateway = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[StartGateway]:
+    """``await gateway(config_dict, env={...})`` starts a gateway on 127.0.0.1 with a free port."""
+    running: list[RunningGateway] = []
+
+    async def start(config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> RunningGateway:
+        loaded = load_data(config or make_config(), env or {})
+        app = build_app(loaded)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        gw = RunningGateway(f"http://127.0.0.1:{port}", app, runner)
+        running.append(gw)
+        return gw
+
+    yield start
+    for gw in reversed(running):
+        await gw.runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
