@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pluggy
+
+from gateway import hookspecs
+from gateway.hookcall import Hooks
+from gateway.hookspecs import hookimpl
+
+
+def manager(*plugins) -> Hooks:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for i, p in enumerate(plugins):
+        pm.register(p, name=f"p{i}")
+    return Hooks(pm)
+
+
+class SyncNone:
+    @hookimpl
+    def gateway_before_upstream(self, ctx):
+        return None
+
+
+class AsyncNone:
+    @hookimpl
+    async def gateway_before_upstream(self, ctx):
+        return None
+
+
+class AsyncHit:
+    def __init__(self, value):
+        self.value = value
+
+    @hookimpl
+    async def gateway_before_upstream(self, ctx):
+        return self.value
+
+
+async def test_first_awaits_in_order_and_skips_async_none():
+    # pluggy calls later-registered plugins first: AsyncNone, then AsyncHit("b"), then AsyncHit("a").
+    hooks = manager(AsyncHit("a"), SyncNone(), AsyncHit("b"), AsyncNone())
+    assert await hooks.first("gateway_before_upstream", ctx=None) == "b"
+
+
+async def test_first_closes_coroutines_it_did_not_start():
+    # filterwarnings=error turns a "coroutine was never awaited" warning into a failure.
+    hooks = manager(AsyncHit("late"), AsyncHit("early"))
+    assert await hooks.first("gateway_before_upstream", ctx=None) == "early"
+
+
+async def test_has_reports_only_implemented_hooks_and_all_safe_isolates_failures():
+    calls = []
+
+    class Boom:
+        @hookimpl
+        def gateway_request_finished(self, ctx, outcome):
+            raise RuntimeError("plugin bug")
+
+    class Fine:
+        @hookimpl
+        async def gateway_request_finished(self, ctx, outcome):
+            calls.append(outcome)
+
+    hooks = manager(Fine(), Boom())
+    assert hooks.has("gateway_request_finished") and not hooks.has("gateway_wrap_stream")
+    await hooks.all_safe("gateway_request_finished", ctx=None, outcome="done")
+    assert calls == ["done"]
