@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.conftest import make_config
-from tests.e2e.test_streaming import openai_provider
+from tests.support import openai_provider
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
 

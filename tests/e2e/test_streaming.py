@@ -9,27 +9,8 @@ import orjson
 
 from tests.conftest import make_config
 from tests.emulators.base import Fault
-
-
-def openai_provider(url: str, **extra):
-    return {"name": "oai", "type": "openai", "base_url": url, "api_key": "test-key", "models": ["gpt-4o-mini"],
-            "health_check": {"enabled": False}, "retry": {"attempts": 0}, **extra}
-
-
-def chat(stream: bool = True, **extra):
-    return {"model": "gpt-4o-mini", "stream": stream,
-            "messages": [{"role": "user", "content": "one two three four five"}], **extra}
-
-
-async def read_events(resp) -> list[bytes]:
-    """SSE data payloads, in order, until the server ends the body."""
-    events, buf = [], b""
-    async for data in resp.content.iter_any():
-        buf += data
-        while b"\n\n" in buf:
-            frame, buf = buf.split(b"\n\n", 1)
-            events += [line[6:] for line in frame.split(b"\n") if line.startswith(b"data: ")]
-    return events
+from tests.support import chat_body as chat
+from tests.support import openai_provider, read_events
 
 
 async def test_first_chunk_arrives_before_upstream_finishes(gateway, emulator, http):
