@@ -38,6 +38,7 @@ def build_app(loaded: Loaded) -> web.Application:
     app.router.add_get("/health/providers", provider_health)
     app.cleanup_ctx.append(lifecycle)
     loaded.pm.hook.gateway_configure(config=config, app=app)
+    gw.refresh_hooks()  # configure may have registered hook objects (e.g. tracing, when enabled)
     # Last, so plugin routes (e.g. /metrics) take precedence over the JSON 404.
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -31,17 +31,21 @@ class Gateway:
     def __init__(self, config: GatewayConfig, pm: pluggy.PluginManager) -> None:
         self.config = config
         self.pm = pm
-        self.hooks = Hooks(pm)
         self.registry = ProviderRegistry(config)
         self.router = Router(self.registry.providers, config.providers, config.models)
-        self.dispatcher = Dispatcher(self.hooks)
         self.models = ModelCatalog(self.registry, self.router.aliases, config.server.models_cache_ttl_s)
         self.draining = False
         self.ready = False
+        self.refresh_hooks()
+
+    def refresh_hooks(self) -> None:
+        """Decide once which hooks have implementations, so an unused hook costs nothing per
+        request. Called again after ``gateway_configure``, where plugins may register more."""
+        self.hooks = Hooks(self.pm)
+        self.dispatcher = Dispatcher(self.hooks)
         has = self.hooks.has
-        # Decided once, so a hook nobody implements costs nothing per request.
         self.on_authenticate = has("gateway_authenticate")
-        self.auth_required = bool(config.auth.keys) and self.on_authenticate
+        self.auth_required = bool(self.config.auth.keys) and self.on_authenticate
         self.on_request_received = has("gateway_request_received")
         self.on_before_upstream = has("gateway_before_upstream")
         self.on_response = has("gateway_response")
