@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.keys import GATEWAY
 from gateway.loader import Loaded, load
+from gateway.protocol_errors import make_runner
 
 log = logging.getLogger("llm_gateway.server")
 
@@ -34,13 +35,11 @@ async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: b
     ``server.drain_timeout_s``, and close every provider session."""
     gw = app[GATEWAY]
     server = gw.config.server
-    runner = web.AppRunner(
+    runner = await make_runner(
         app,
-        handler_cancellation=True,
         shutdown_timeout=server.drain_timeout_s,
         access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
     )
-    await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

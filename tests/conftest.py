@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.keys import GATEWAY
 from gateway.loader import load_data
+from gateway.protocol_errors import make_runner
 from gateway.runtime import Gateway
 
 if importlib.util.find_spec("tests.emulators.fixtures") is not None:
@@ -62,8 +63,7 @@ async def gateway() -> AsyncIterator[StartGateway]:
     async def start(config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> RunningGateway:
         loaded = load_data(config or make_config(), env or {})
         app = build_app(loaded)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
-        await runner.setup()
+        runner = await make_runner(app, access_log=None, shutdown_timeout=5)
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+import orjson
 
 from tests.conftest import MOCK_PROVIDER, make_config
 
@@ -110,3 +113,20 @@ async def test_chunked_body_over_limit_is_413(gateway, http):
     async with http.post(gw.v1 + "/chat/completions", data=body()) as resp:
         assert resp.status == 413
         assert (await error_of(resp))["code"] == "request_too_large"
+
+
+async def test_unparsable_http_gets_an_envelope_that_echoes_nothing(gateway):
+    gw = await gateway()
+    port = int(gw.url.rsplit(":", 1)[1])
+    secret = b"sk-proj-" + b"S" * 20000
+    oversized = b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret + b"\r\n\r\n"
+    for payload in (b"GARBAGE\r\n\r\n", oversized):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(payload)
+        raw = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0]
+        assert orjson.loads(body)["error"]["code"] == "malformed_http_request"
+        assert b"SSSS" not in raw
