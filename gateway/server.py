@@ -90,19 +90,25 @@ def _supervise(n: int, config_path: str | None, host: str | None, port: int | No
     path = str(Path(config_path).resolve()) if config_path else None
     procs = [ctx.Process(target=run_worker, args=(path, host, port, True), name=f"llm-gateway-{i}")
              for i in range(n)]
-    for p in procs:
-        p.start()
+    stopping = False
 
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
         for p in procs:
             if p.is_alive() and p.pid is not None:
-                p.terminate() if signum == signal.SIGTERM else p.kill()
+                p.terminate()
 
+    # Installed before the workers start, so an early SIGTERM still reaches all of them.
     signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, lambda s, f: forward(signal.SIGTERM, f))
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.start()
     for p in procs:
         p.join()
-    return 0 if all(p.exitcode == 0 for p in procs) else 1
+    # A worker stopped by the forwarded SIGTERM before its own handler was installed is a clean stop.
+    clean = {0, -signal.SIGTERM} if stopping else {0}
+    return 0 if all(p.exitcode in clean for p in procs) else 1
 
 
 def configure_logging(level: int = logging.INFO) -> None:
