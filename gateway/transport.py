@@ -132,10 +132,13 @@ class HttpTransport:
 
     async def send(self, req: UpstreamRequest) -> RawResponse:
         t = self.config.timeouts
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + t.total_s
         with mapped_errors(self.provider):
-            async with asyncio.timeout(t.total_s):
-                async with asyncio.timeout(t.first_byte_s):
-                    resp = await self._request(req)
+            # One timer for the request: first-byte bound for the head, then the total bound.
+            async with asyncio.timeout_at(min(deadline, loop.time() + t.first_byte_s)) as timer:
+                resp = await self._request(req)
+                timer.reschedule(deadline)
                 async with resp:
                     return RawResponse(resp.status, resp.headers, await resp.read())
 
