@@ -1,0 +1,113 @@
+"""Client keys: who is calling, and which models that key may use.
+
+Keys come from the core ``auth.keys`` section, either plain (usually ``"${VAR}"``) or as
+``"sha256:<hex>"`` so the config never holds the key. Either way only the SHA-256 digest is kept
+in memory. A presented key is hashed once and compared with ``hmac.compare_digest`` against every
+configured digest, with no early exit, so response time says nothing about which key (or how
+much of one) matched. Auth is off when ``auth.keys`` is empty.
+
+Accepted as ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` on every route. A presented
+but unknown key is a 401 here; no key at all returns None, and the core answers 401 when keys are
+configured (another plugin may still recognise the request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from aiohttp import web
+
+from gateway import AuthenticationError, PermissionDeniedError, Principal, RequestContext, hookimpl
+from gateway.config import AuthKeyConfig, GatewayConfig
+
+HASHED_PREFIX = "sha256:"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    name: str
+    digest: bytes  # sha256 of the key; the key itself is never kept
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthState:
+    keys: tuple[KeyEntry, ...]
+
+    def match(self, presented: str) -> KeyEntry | None:
+        """Constant-time over the key material: every digest is compared, whatever matches."""
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = [entry for entry in self.keys if hmac.compare_digest(entry.digest, digest)]
+        return found[0] if found else None
+
+
+AUTH: web.AppKey[AuthState] = web.AppKey("llm_gateway.auth")
+
+
+def key_digest(key: AuthKeyConfig) -> bytes:
+    raw = key.key.get_secret_value()
+    if raw.startswith(HASHED_PREFIX):
+        return bytes.fromhex(raw[len(HASHED_PREFIX):])
+    return hashlib.sha256(raw.encode()).digest()
+
+
+def presented_key(ctx: RequestContext) -> str | None:
+    """The key from ``Authorization: Bearer`` or ``x-api-key``; None when neither is there.
+    Another ``Authorization`` scheme is not ours to judge (a third-party plugin may own it)."""
+    headers = ctx.request.headers
+    authorization = headers.get("Authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return headers.get("x-api-key") or None
+
+
+def allowed(patterns: tuple[str, ...], names: list[str]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns for name in names)
+
+
+@hookimpl
+def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
+    app[AUTH] = AuthState(tuple(
+        KeyEntry(k.name, key_digest(k), tuple(k.models)) for k in config.auth.keys
+    ))
+
+
+@hookimpl
+def gateway_authenticate(ctx: RequestContext) -> Principal | None:
+    state = ctx.request.app[AUTH]
+    if not state.keys:
+        return None
+    presented = presented_key(ctx)
+    if presented is None:
+        return None
+    entry = state.match(presented)
+    if entry is None:
+        raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
+    return Principal(entry.name, entry.models)
+
+
+@hookimpl(tryfirst=True)
+def gateway_request_received(ctx: RequestContext) -> None:
+    """Model permissions, before any other plugin spends work (or rate budget) on the request.
+
+    A key's ``models`` patterns are matched against the requested name (a model, ``provider/model``
+    or an alias) and against each resolved ``provider/model``. If the requested name matches, every
+    target is allowed; otherwise only the matching targets are kept (so an alias cannot fall back
+    to a provider the key may not use), and none left means 403.
+    """
+    principal = ctx.principal
+    if principal is None or not principal.models:
+        return
+    if ctx.model is not None and allowed(principal.models, [ctx.model]):
+        return
+    permitted = tuple(t for t in ctx.targets if allowed(principal.models, [t.label]))
+    if not permitted:
+        raise PermissionDeniedError(
+            f"The API key '{principal.name}' is not allowed to use the model '{ctx.model}'.", param="model"
+        )
+    ctx.targets = permitted

@@ -1,0 +1,132 @@
+"""Where rate-limit buckets live: the ``LimiterBackend`` interface and its in-process implementation.
+
+Every limit is a leaky bucket (aiolimiter's model): it holds at most ``capacity`` units and drains
+at ``per_minute / 60`` units a second; a request fits when ``level + amount <= capacity``, and
+otherwise fits after ``(level + amount - capacity) / rate`` seconds, which is its Retry-After.
+
+A backend shared between gateway processes (Redis, say) implements the same two calls: ``acquire``
+must be atomic over all the buckets it is given (a Lua script, for Redis), and ``adjust`` is a
+plain increment that may take a bucket over its capacity or, negative, give units back. Buckets
+are named by ``Limit.key``; a backend creates one on first use from the ``Limit`` it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiolimiter import AsyncLimiter
+
+REQUESTS = "requests"
+TOKENS = "tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One bucket: ``per_minute`` units of ``kind``, at most ``capacity`` at once."""
+
+    scope: str  # for messages: "gateway", "provider 'oai'", "key 'team-a'"
+    key: str  # the bucket's name in the backend, e.g. "provider:oai:tokens"
+    kind: str  # REQUESTS or TOKENS
+    per_minute: int
+    capacity: float
+
+    @classmethod
+    def of(cls, scope: str, key: str, kind: str, per_minute: int, window_s: float) -> Limit:
+        # At least one unit, or a single request could never fit.
+        return cls(scope, key, kind, per_minute, max(1.0, per_minute * window_s / 60))
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.per_minute / 60
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    limit: Limit
+    amount: float  # at most limit.capacity; the caller clamps
+
+
+@dataclass(frozen=True, slots=True)
+class BucketView:
+    """A bucket as one ``acquire`` left it (after charging, when admitted)."""
+
+    limit: Limit
+    remaining: float  # room left
+    reset_s: float  # until the bucket is empty again
+    wait_s: float  # until the requested amount fits; 0 when it fits now
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    admitted: bool
+    views: tuple[BucketView, ...]
+
+    @property
+    def retry_after(self) -> float:
+        return max((v.wait_s for v in self.views), default=0.0)
+
+
+class LimiterBackend(Protocol):
+    async def acquire(self, charges: Sequence[Charge]) -> Decision:
+        """All or nothing: when every bucket has room for its amount, charge them all and return
+        ``admitted``; otherwise charge none and say how long each one needs (``wait_s``)."""
+
+    async def adjust(self, limit: Limit, amount: float) -> None:
+        """Add ``amount`` to a bucket without checking room (negative gives units back, never
+        below empty): the correction once a request's real token usage is known."""
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
+
+
+class Bucket(AsyncLimiter):
+    """aiolimiter's bucket plus the two things a gateway also needs: its level (for Retry-After
+    and the ``x-ratelimit-*`` headers) and corrections that bypass the room check. Those read
+    aiolimiter 1.x's ``_level``/``_leak``; ``tests/plugins/test_ratelimit.py`` pins them."""
+
+    __slots__ = ()
+
+    def level(self) -> float:
+        self._leak()
+        return self._level
+
+    def force(self, amount: float) -> None:
+        self._leak()
+        self._level = max(0.0, self._level + amount)
+
+
+class InProcessBackend:
+    """Buckets in this process's memory (one per configured limit, so the set is bounded). With
+    several workers each has its own buckets: divide the limits by the worker count."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, Bucket] = {}
+
+    def bucket(self, limit: Limit) -> Bucket:
+        bucket = self._buckets.get(limit.key)
+        if bucket is None:
+            bucket = self._buckets[limit.key] = Bucket(limit.capacity, limit.capacity / limit.rate_per_s)
+        return bucket
+
+    def view(self, charge: Charge, charged: bool) -> BucketView:
+        limit = charge.limit
+        level = self.bucket(limit).level()
+        wait = 0.0 if charged else max(0.0, level + charge.amount - limit.capacity) / limit.rate_per_s
+        return BucketView(limit, max(0.0, limit.capacity - level), level / limit.rate_per_s, wait)
+
+    async def acquire(self, charges: Sequence[Charge]) -> Decision:
+        # No await between the check and the charge, so this is atomic within the event loop;
+        # acquire() does not suspend when has_capacity() just said yes.
+        if not all(self.bucket(c.limit).has_capacity(c.amount) for c in charges):
+            return Decision(False, tuple(self.view(c, charged=False) for c in charges))
+        for c in charges:
+            await self.bucket(c.limit).acquire(c.amount)
+        return Decision(True, tuple(self.view(c, charged=True) for c in charges))
+
+    async def adjust(self, limit: Limit, amount: float) -> None:
+        self.bucket(limit).force(amount)
+
+    async def close(self) -> None:
+        self._buckets.clear()
