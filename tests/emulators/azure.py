@@ -12,9 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import ApiError, Call, EmulatorState, bearer_token
+from .base import ApiError, Call, EmulatorState
 from .openai import CREATED, OpenAIEmulator
 from .replies import Reply
+from .server import bearer_token
 
 DEFAULT_DEPLOYMENTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "text-embedding-3-small": "text-embedding-3-small"}
 SAFE = {"filtered": False, "severity": "safe"}

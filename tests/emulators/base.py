@@ -1,15 +1,15 @@
-"""Shared machinery of the vendor emulators: state, scripted faults, the request wrapper, SSE writing.
+"""Shared data of the vendor emulators: state, scripted faults, errors, SSE events, vendor hooks.
 
-Vendor modules only describe *what* a vendor says (routes, validation, bodies, events); everything about
-*how* it is delivered (recording, faults, delays, disconnect accounting) lives here so every vendor
-misbehaves the same way when a test asks it to.
+Vendor modules only describe *what* a vendor says (routes, validation, bodies, events); server.py decides
+*how* it is delivered (recording, faults, delays, disconnect accounting), so every vendor misbehaves the
+same way when a test asks it to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -168,7 +168,8 @@ class SSE:
     def encode(self) -> bytes:
         if self.comment is not None:
             return f": {self.comment}\n\n".encode()
-        data = self.data if isinstance(self.data, str) else json.dumps(self.data)
+        # Compact separators, as the vendors send (byte-level relay tests compare against this).
+        data = self.data if isinstance(self.data, str) else json.dumps(self.data, separators=(",", ":"))
         head = f"event: {self.event}\n" if self.event else ""
         return f"{head}data: {data}\n\n".encode()
 
@@ -195,137 +196,3 @@ class Call:
     request: web.Request
     state: EmulatorState
     body: Any
-
-
-_NOT_JSON = object()
-Handler = Callable[[Call], Awaitable[Any]]
-HTML_502 = ("<html>\r\n<head><title>{s} Bad Gateway</title></head>\r\n<body>\r\n<center><h1>{s} Bad Gateway</h1>"
-            "</center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n")
-
-
-def bearer_token(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    return auth[7:] if auth[:7].lower() == "bearer " else None
-
-
-def error_response(vendor: Vendor, err: ApiError) -> web.Response:
-    body = err.body if err.body is not None else vendor.error_body(err)
-    if isinstance(body, str):
-        return web.Response(status=err.status, text=body, headers=err.headers)
-    return web.json_response(body, status=err.status, headers=err.headers)
-
-
-def fault_response(vendor: Vendor, fault: Fault) -> web.Response:
-    if fault.kind == "bad_json":
-        return web.Response(status=200, text='{"id": "truncated', content_type="application/json")
-    if fault.kind == "html_error":
-        return web.Response(status=fault.status_code, text=HTML_502.format(s=fault.status_code),
-                            content_type="text/html")
-    err = ApiError(fault.status_code, fault.message, type=fault.error_type, code=fault.error_type,
-                   headers=fault.headers, body=fault.body)
-    return error_response(vendor, err)
-
-
-def route(state: EmulatorState, vendor: Vendor, handler: Handler, *, auth: bool = True
-          ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Wrap a vendor handler: record, apply pre-response faults, authenticate, render result or error."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body: Any = None
-        raw = ""
-        if request.can_read_body:
-            raw = await request.text()
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = _NOT_JSON
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        state.requests.append(RecordedRequest(request.method, request.path, dict(request.query), headers,
-                                              raw if body is _NOT_JSON else body))
-        fault = state.take_fault(request.path, streaming=False)
-        if fault is not None and fault.kind == "delay_first_byte":
-            await asyncio.sleep(fault.seconds)
-        elif fault is not None:
-            return fault_response(vendor, fault)
-        try:
-            if auth:
-                vendor.authenticate(request, state)
-            if body is _NOT_JSON:
-                raise ApiError(400, "We could not parse the JSON body of your request.")
-            if request.method == "POST" and not isinstance(body, dict):
-                raise ApiError(400, "Request body must be a JSON object.")
-            result = await handler(Call(request, state, body))
-        except ApiError as err:
-            return error_response(vendor, err)
-        if isinstance(result, StreamReply):
-            return await write_stream(request, state, vendor, result)
-        return web.json_response(result, headers=vendor.success_headers())
-
-    return handle
-
-
-async def write_stream(request: web.Request, state: EmulatorState, vendor: Vendor,
-                       reply: StreamReply) -> web.StreamResponse:
-    """Send `reply.events` as SSE, honouring chunk_delay, release and the next stream fault.
-
-    Relies on handler cancellation (aiohttp TestServer enables it) to notice a client that leaves while
-    the stream is paused or stalled; the except clause then counts the disconnect.
-    """
-    fault = state.take_fault(request.path, streaming=True)
-    events = reply.events
-    if fault is not None and fault.kind == "no_terminal":
-        events, fault = [e for e in events if not e.terminal], None
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       **vendor.success_headers(), **reply.headers})
-    await resp.prepare(request)
-    state.streams_opened += 1
-    sent, dropped = 0, False
-    try:
-        for ev in [*events, None]:  # None: a slot after the last event so late faults still fire
-            if fault is not None and (sent >= fault.after or ev is None):
-                if fault.kind == "drop_mid_stream":
-                    dropped = True
-                    assert request.transport is not None
-                    request.transport.close()  # flushes what was written, then FIN without a terminator
-                    return resp
-                if fault.kind == "stall":
-                    await asyncio.Future()  # until the client gives up (handler cancelled)
-                if fault.kind == "stream_error":
-                    err = ApiError(fault.status_code, fault.message, type=fault.error_type)
-                    for bad in vendor.stream_error(err):
-                        await resp.write(bad.encode())
-                    break
-                if fault.kind == "bad_sse":
-                    await resp.write(b"data: {not valid json\n\n")
-                fault = None
-            if ev is None:
-                break
-            await resp.write(ev.encode())
-            if ev.comment is not None:
-                continue
-            sent += 1
-            if sent == 1:
-                state.stream_started.set()
-                if state.release is not None:
-                    await state.release.wait()
-            if state.chunk_delay:
-                await asyncio.sleep(state.chunk_delay)
-        await resp.write_eof()
-    except (asyncio.CancelledError, ConnectionResetError):
-        if not dropped:
-            state.client_disconnects += 1
-            state.client_closed.set()
-        raise
-    finally:
-        state.streams_closed += 1
-        state.stream_closed.set()
-    return resp
-
-
-def add_routes(app: web.Application, state: EmulatorState, vendor: Vendor,
-               table: Iterable[tuple[str, str, Handler]], *, public: Iterable[str] = ()) -> web.Application:
-    """Register (method, path, handler) rows; paths listed in `public` skip authentication."""
-    open_paths = set(public)
-    for method, path, handler in table:
-        app.router.add_route(method, path, route(state, vendor, handler, auth=path not in open_paths))
-    return app

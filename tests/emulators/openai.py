@@ -6,37 +6,23 @@ override the small hooks below instead of copying handlers.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import struct
 from typing import Any
 
 from aiohttp import web
 
-from .base import SSE, ApiError, Call, EmulatorState, StreamReply, Vendor, add_routes, bearer_token
-from .replies import Prompt, Reply, Turn, plan_reply, text_of, words
+from .base import SSE, ApiError, Call, EmulatorState, StreamReply, Vendor
+from .replies import Prompt, Reply, Turn, embedding, pack_floats, plan_reply, text_of, words
+from .server import add_routes, bearer_token
 
 CREATED = 1730000000
 FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls", "stop_sequence": "stop"}
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
                404: "invalid_request_error", 429: "requests"}
-ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
+ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 
 def mask(key: str | None) -> str:
     return f"{key[:3]}***{key[-2:]}" if key and len(key) > 8 else "***"
-
-
-def embedding(text: str, dims: int) -> list[float]:
-    """Deterministic unit vector from the text's SHA-256 (values exactly representable in float32)."""
-    raw = hashlib.sha256(text.encode()).digest() * (dims // 32 + 1)
-    vec = [(b - 127.5) / 128 for b in raw[:dims]]
-    norm = sum(v * v for v in vec) ** 0.5
-    return [float(struct.unpack("<f", struct.pack("<f", v / norm))[0]) for v in vec]
-
-
-def pack_floats(vec: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
 
 
 class OpenAIEmulator:
@@ -94,8 +80,12 @@ class OpenAIEmulator:
             raise ApiError(400, "you must provide a model parameter", param="model")
         known = self.state.known_models
         if known is not None and model not in known:
-            raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.")
+            raise self.unknown_model(model)
         return model
+
+    def unknown_model(self, model: str) -> ApiError:
+        return ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                        code="model_not_found")
 
     def validate_messages(self, messages: Any) -> None:
         if messages is None:
@@ -214,8 +204,9 @@ class OpenAIEmulator:
                 "model": model, "system_fingerprint": "fp_emulator"}
         if include_usage:
             base["usage"] = None  # OpenAI sends an explicit null on every chunk but the usage one
-        chunks = [{**base, "choices": [self.chunk_choice(i, delta, finish) for i in range(n)]}
-                  for delta, finish in self.chat_deltas(reply)]
+        # One choice per chunk, choices interleaved, as OpenAI streams n > 1.
+        chunks = [{**base, "choices": [self.chunk_choice(i, delta, finish)]}
+                  for delta, finish in self.chat_deltas(reply) for i in range(n)]
         chunks = self.finish_chunks(chunks, base, reply, n, include_usage)
         return self.to_events(chunks)
 
@@ -292,7 +283,7 @@ class OpenAIEmulator:
     async def model(self, call: Call) -> Any:
         model_id = call.request.match_info["model_id"]
         if model_id not in (self.state.known_models or self.default_models):
-            raise ApiError(404, f"The model '{model_id}' does not exist", param="model")
+            raise ApiError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
         return self.model_entry(model_id)
 
 

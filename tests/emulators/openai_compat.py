@@ -9,14 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import SSE, ApiError, EmulatorState, bearer_token
+from .base import SSE, ApiError, EmulatorState
 from .openai import CREATED, OpenAIEmulator, mask
-from .replies import Prompt, Reply, words
+from .replies import Prompt, Reply, pieces, words
+from .server import bearer_token
 
 CITATIONS = ["https://example.com/emulator/source-1", "https://example.com/emulator/source-2"]
 SEARCH_RESULTS = [{"title": f"Emulator source {i}", "url": url, "date": "2024-05-01",
                    "last_updated": "2025-01-10", "snippet": "Deterministic snippet.", "source": "web"}
                   for i, url in enumerate(CITATIONS, 1)]
+FINISH_STOP = {"stop": "stop", "length": "length", "tool": "stop", "stop_sequence": "stop"}  # no tool calls
 
 
 class PerplexityEmulator(OpenAIEmulator):
@@ -48,10 +50,14 @@ class PerplexityEmulator(OpenAIEmulator):
         return {"error": {"message": err.message, "type": err.type or types.get(err.status, "server_error"),
                           "code": err.status}}
 
+    def unknown_model(self, model: str) -> ApiError:
+        return ApiError(400, f"Invalid model '{model}'. Permitted models can be found in the documentation at "
+                        "https://docs.perplexity.ai/getting-started/models.", type="invalid_model")
+
     def validate_chat(self, body: dict[str, Any]) -> None:
         super().validate_chat(body)
         roles = [m["role"] for m in body["messages"] if m["role"] != "system"]
-        if any(r != ("user" if i % 2 == 0 else "assistant") for i, r in enumerate(roles)) or not roles:
+        if any(r != ("user" if i % 2 == 0 else "assistant") for i, r in enumerate(roles)) or len(roles) % 2 == 0:
             raise ApiError(400, "After the (optional) system message(s), user and assistant roles should be "
                            "alternating.", type="invalid_message")
         if body.get("tools") and self.reject_tools:
@@ -93,7 +99,6 @@ class PerplexityEmulator(OpenAIEmulator):
         return events
 
 
-FINISH_STOP = {"stop": "stop", "length": "length", "tool": "stop", "stop_sequence": "stop"}
 GRPC_CODES = {400: "Client specified an invalid argument", 401: "The caller does not have permission",
               403: "The caller does not have permission", 404: "Some requested entity was not found",
               429: "Too many requests", 500: "Internal error", 503: "The service is currently unavailable"}
@@ -147,8 +152,7 @@ class GrokEmulator(OpenAIEmulator):
 
     def chat_deltas(self, reply: Reply) -> list[tuple[dict[str, Any], str | None]]:
         deltas = super().chat_deltas(reply)
-        thoughts = [({"reasoning_content": p}, None) for p in Reply(reply.extra.get("reasoning", ""), "stop",
-                                                                        0, 0).deltas]
+        thoughts = [({"reasoning_content": p}, None) for p in pieces(reply.extra.get("reasoning", ""))]
         return [deltas[0], *thoughts, *deltas[1:]]
 
     def finish_chunks(self, chunks: list[dict[str, Any]], base: dict[str, Any], reply: Reply, n: int,
@@ -208,6 +212,9 @@ class OpenRouterEmulator(OpenAIEmulator):
 
     def error_body(self, err: ApiError) -> Any:
         return {"error": {"code": err.status, "message": err.message, "metadata": {"provider_name": None}}}
+
+    def unknown_model(self, model: str) -> ApiError:
+        return ApiError(400, f"{model} is not a valid model ID")
 
     def stream_error(self, err: ApiError) -> list[SSE]:
         body = self.state.last_request.json

@@ -10,8 +10,11 @@ Formulas (documented in README.md so tests can assert exact numbers):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +26,11 @@ Finish = Literal["stop", "length", "tool", "stop_sequence"]
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+def pieces(text: str) -> list[str]:
+    """How a text is cut into stream deltas: one word plus its trailing whitespace per delta."""
+    return _PIECE.findall(text)
 
 
 def text_of(value: Any) -> str:
@@ -92,7 +100,7 @@ class Reply:
 
     @property
     def deltas(self) -> list[str]:
-        return _PIECE.findall(self.text)
+        return pieces(self.text)
 
     @property
     def total_tokens(self) -> int:
@@ -146,7 +154,25 @@ def plan_reply(state: EmulatorState, vendor: str, prompt: Prompt, *,
     hit = min(((text.find(s), s) for s in stop or [] if s and s in text), default=None)
     if hit is not None:
         text, finish = text[: hit[0]], "stop_sequence"
-    pieces = _PIECE.findall(text)
-    if max_tokens is not None and len(pieces) > max_tokens:
-        text, finish = "".join(pieces[:max_tokens]).rstrip(), "length"
+    cut = pieces(text)
+    if max_tokens is not None and len(cut) > max_tokens:
+        text, finish = "".join(cut[:max_tokens]).rstrip(), "length"
     return Reply(text, finish, prompt.tokens, words(text), stop_sequence=hit[1] if hit else None)
+
+
+def embedding(text: str, dims: int) -> list[float]:
+    """Deterministic unit vector from the text's SHA-256 (values exactly representable in float32)."""
+    raw = hashlib.sha256(text.encode()).digest() * (dims // 32 + 1)
+    vec = [(b - 127.5) / 128 for b in raw[:dims]]
+    norm = sum(v * v for v in vec) ** 0.5
+    return [float(struct.unpack("<f", struct.pack("<f", v / norm))[0]) for v in vec]
+
+
+def pack_floats(vec: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+
+
+def unpack_floats(text: str) -> list[float]:
+    """Inverse of pack_floats (OpenAI and Cohere base64 embeddings are little-endian float32)."""
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
