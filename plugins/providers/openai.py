@@ -1,35 +1,61 @@
 """OpenAI, and the base every OpenAI-compatible vendor adapter builds on.
 
 Requests pass through with the model swapped for the upstream name; responses and stream chunks
-are relayed without a JSON round trip: a chunk is only parsed when it carries usage or an error.
+are relayed without a JSON round trip: a chunk is only parsed when it carries usage or an error,
+or when the vendor's ``needs_edit`` says so.
+
+A vendor subclass overrides only what differs (see ``docs/writing-a-provider.md``):
+
+- class attributes: ``default_base_url``, ``operations``, ``options_model``,
+  ``unsupported_params`` (dropped), ``stream_usage``, ``translator_class``;
+- requests: ``url(op, model)``, ``auth_headers()``, ``prepare_body(op, body, model)``;
+- responses and errors: ``parse_response(op, payload, model)``, ``error_fields(obj)``, ``parse_error``;
+- streams (on the translator): ``done_required``, ``needs_edit(data)``, ``transform(obj)``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.adapter import Chunk, ProviderAdapter, StreamTranslator, UpstreamRequest
-from gateway.errors import UpstreamError
+from gateway.adapter import (
+    Chunk,
+    ProviderAdapter,
+    StreamTranslator,
+    UpstreamRequest,
+    extract_error_message,
+    upstream_status_error,
+)
+from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
 from gateway.operations import Operation
 from gateway.sse import SSEEvent
 
 log = logging.getLogger("llm_gateway.providers.openai")
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+# Chunk fields copied onto a usage chunk the gateway builds itself.
+HEAD_KEYS = ("id", "object", "created", "model", "system_fingerprint")
+# A vendor error code worth showing a client: an identifier, not a number or a sentence.
+CODE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
 
-class OpenAIOptions(BaseModel):
+class CompatOptions(BaseModel):
+    """Options every OpenAI-compatible vendor takes; vendor option models extend this."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    organization: str | None = None
-    project: str | None = None
     # Extra static headers sent upstream (never secrets: they are not redacted like api_key).
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+class OpenAIOptions(CompatOptions):
+    organization: str | None = None
+    project: str | None = None
 
 
 def has_object_field(data: bytes, key: bytes) -> bool:
@@ -46,51 +72,90 @@ def has_object_field(data: bytes, key: bytes) -> bool:
     return False
 
 
+def vendor_code(code: Any) -> str | None:
+    """The vendor's error code when it is an identifier (``DeploymentNotFound``, ``content_filter``);
+    numbers (``429``, ``"401"``) and sentences say nothing the status does not."""
+    return code if isinstance(code, str) and CODE_RE.fullmatch(code) else None
+
+
+def stream_error(err: Any) -> UpstreamError:
+    """The error for a vendor's in-stream ``error`` object (or string)."""
+    if isinstance(err, dict):
+        message, code = err.get("message"), vendor_code(err.get("code"))
+    else:
+        message, code = str(err), None
+    return UpstreamError(f"upstream stream error: {message or 'unknown error'}", code=code)
+
+
 class OpenAIStreamTranslator(StreamTranslator):
     """Relays OpenAI-format chunks as raw bytes. Usage is always requested upstream; the usage
-    chunk (``choices: []``) is dropped again when the client did not ask for it."""
+    chunk (``choices: []``) is dropped again when the client did not ask for it. Usage that rides
+    on a content chunk (xAI, Perplexity, Blackbox) is cut from it and sent as one OpenAI-style
+    usage chunk at the end, and only when asked: clients that sum usage over chunks stay right."""
 
-    #: whether a stream must end with ``[DONE]`` (some vendors just close the connection).
+    #: whether a stream must end with ``[DONE]`` (some vendors just close the connection; then a
+    #: ``finish_reason`` must have been seen).
     done_required: ClassVar[bool] = True
 
     def __init__(self, client_wants_usage: bool) -> None:
         super().__init__()
         self.client_wants_usage = client_wants_usage
         self.finish_seen = False
+        self._usage_sent = False
+        self._head: dict[str, Any] | None = None
 
     def feed(self, event: SSEEvent) -> Iterable[Chunk]:
         data = event.data
         if data == b"[DONE]":
             self.done = True
             return ()
+        if data[:1] != b"{" or data[-1:] != b"}":
+            # O(1) guard instead of a JSON parse per chunk: catches garbage and truncated events.
+            raise UpstreamProtocolError("upstream sent a malformed stream event")
         if event.event == "error" or b'"error"' in data:
             self.check_error(data)
         if b'"finish_reason":"' in data or b'"finish_reason": "' in data:
             self.finish_seen = True
         if has_object_field(data, b'"usage"'):
             obj = orjson.loads(data)
-            self.usage = obj.get("usage")
+            self.usage = obj.pop("usage")
             if not obj.get("choices"):
-                return (Chunk(data, obj),) if self.client_wants_usage else ()
-            return (self.transform(Chunk(data, obj)),)
+                self._usage_sent = self.client_wants_usage
+                return (Chunk(data),) if self.client_wants_usage else ()
+            obj = self.transform(obj)
+            self._head = {k: obj[k] for k in HEAD_KEYS if k in obj}
+            return (Chunk.of(obj),)
         if b'"choices":[]' in data or b'"choices": []' in data:
             return ()  # e.g. a prompt-filter annotation chunk with nothing for the client
-        return (self.transform(Chunk(data)),)
+        if self.needs_edit(data):
+            return (Chunk.of(self.transform(orjson.loads(data))),)
+        return (Chunk(data),)
 
-    def transform(self, chunk: Chunk) -> Chunk:
-        """Hook for vendors whose chunks need edits; the OpenAI passthrough edits nothing."""
-        return chunk
+    def needs_edit(self, data: bytes) -> bool:
+        """Cheap byte test: must this chunk go through ``transform``? The passthrough says no."""
+        return False
+
+    def transform(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Edit one parsed chunk (also called for every chunk that carried usage)."""
+        return obj
 
     def check_error(self, data: bytes) -> None:
+        """Raise for an in-stream error: an ``error`` object, or a choice that finished with the
+        non-OpenAI reason ``error`` (OpenRouter, Blackbox)."""
         obj = orjson.loads(data)
-        err = obj.get("error") if isinstance(obj, dict) else None
-        if err:
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            raise UpstreamError(f"upstream stream error: {message or 'unknown error'}")
+        if not isinstance(obj, dict):
+            return
+        if obj.get("error"):
+            raise stream_error(obj["error"])
+        for choice in obj.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason") == "error":
+                raise UpstreamError("upstream stream error: the vendor ended the stream with an error")
 
     def finish(self) -> Iterable[Chunk]:
         if not self.done and (self.done_required or not self.finish_seen):
             return super().finish()
+        if self.client_wants_usage and not self._usage_sent and self.usage and self._head is not None:
+            return (Chunk.of({**self._head, "choices": [], "usage": self.usage}),)
         return ()
 
 
@@ -98,8 +163,8 @@ class OpenAIAdapter(ProviderAdapter):
     options_model: ClassVar[type[BaseModel]] = OpenAIOptions
     operations = frozenset({"chat", "completions", "embeddings"})
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
-    #: the vendor honours ``stream_options.include_usage``.
-    stream_usage: ClassVar[bool] = True
+    #: the vendor honours ``stream_options.include_usage`` (so the gateway always asks for usage).
+    stream_usage: bool = True
     #: OpenAI request fields this vendor rejects; dropped (with a debug log) before sending.
     unsupported_params: ClassVar[frozenset[str]] = frozenset()
     translator_class: ClassVar[type[OpenAIStreamTranslator]] = OpenAIStreamTranslator
@@ -108,6 +173,7 @@ class OpenAIAdapter(ProviderAdapter):
         super().__init__(name, config, options)
         self.headers = self.auth_headers()
 
+    # -- requests -----------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.config.key}"}
         opts = self.options
@@ -135,6 +201,7 @@ class OpenAIAdapter(ProviderAdapter):
         self.check_supported(op)
         return UpstreamRequest("POST", self.url(op, model), dict(self.headers), self.prepare_body(op, body, model))
 
+    # -- responses ----------------------------------------------------------------------------
     def parse_response(self, op: Operation, payload: Any, model: str) -> dict[str, Any]:
         if not isinstance(payload, dict):
             raise ValueError("response is not a JSON object")
@@ -144,5 +211,38 @@ class OpenAIAdapter(ProviderAdapter):
         wants = bool((body.get("stream_options") or {}).get("include_usage"))
         return self.translator_class(wants)
 
+    # -- errors -------------------------------------------------------------------------------
+    def error_fields(self, obj: dict[str, Any]) -> tuple[str, Any, Any]:
+        """``(message, code, param)`` from a parsed error body: nested ``{"error": {...}}``, flat
+        ``{"error": "...", "code": ...}`` or flat ``{"message": ...}``."""
+        err = obj.get("error")
+        if isinstance(err, dict):
+            message = err.get("message")
+            return (message if isinstance(message, str) else "upstream returned an error",
+                    err.get("code"), err.get("param"))
+        if isinstance(err, str):
+            return err, obj.get("code"), None
+        message = obj.get("message")
+        return (message if isinstance(message, str) else "upstream returned an error"), obj.get("code"), None
+
+    def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        """Keep the vendor's message, param and identifier-like code; the status decides the rest
+        (a vendor 401/403 is the gateway's credential problem, never the client's)."""
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            return upstream_status_error(self.name, status, extract_error_message(body), headers)
+        message, code, param = self.error_fields(obj)
+        kw: dict[str, Any] = {}
+        code = vendor_code(code)
+        if code and status < 500 and status not in (401, 403):
+            kw["code"] = code
+        if isinstance(param, str) and param:
+            kw["param"] = param
+        return upstream_status_error(self.name, status, message, headers, **kw)
+
+    # -- models and health ----------------------------------------------------------------------
     def models_request(self) -> UpstreamRequest | None:
         return UpstreamRequest("GET", self.base_url + "/models", dict(self.headers))
