@@ -19,10 +19,12 @@ import orjson
 from gateway.adapter import Chunk, StreamTranslator
 from gateway.errors import (
     GatewayError,
+    InvalidRequestError,
     ServiceUnavailableError,
     UnsupportedOperation,
     UpstreamProtocolError,
 )
+from gateway.secrets import Scrubber
 from gateway.sse import SSEDecoder
 from gateway.transport import UPSTREAM_EXCEPTIONS, Attempt, map_exception
 
@@ -62,8 +64,9 @@ def backoff_delay(retry: RetryConfig, attempt: int, error: GatewayError) -> floa
 
 
 class Dispatcher:
-    def __init__(self, hooks: Hooks) -> None:
+    def __init__(self, hooks: Hooks, scrubber: Scrubber | None = None) -> None:
         self.hooks = hooks
+        self.scrubber = scrubber or Scrubber()
         self._on_attempt = hooks.has("gateway_upstream_attempt")
         self._on_attempt_done = hooks.has("gateway_upstream_attempt_done")
 
@@ -96,6 +99,13 @@ class Dispatcher:
                     break
                 try:
                     return await once(ctx, target)
+                except InvalidRequestError as exc:
+                    # The adapter refused the request before sending it (e.g. a field this vendor
+                    # cannot honour): another target of the alias may serve it.
+                    if i + 1 == len(targets):
+                        raise
+                    last = exc
+                    break
                 except GatewayError as exc:
                     if not exc.retryable:
                         raise
@@ -127,8 +137,10 @@ class Dispatcher:
         return attempt
 
     def _end(self, ctx: RequestContext, provider: Provider, attempt: Attempt, error: GatewayError | None) -> None:
-        if error is not None and error.provider is None:
-            error.provider = provider.name
+        if error is not None:
+            self.scrubber.scrub_error(error)  # a vendor's 401 may echo the key it was sent
+            if error.provider is None:
+                error.provider = provider.name
         # A request the vendor rejected as invalid says nothing about the vendor's health.
         ok = error is None or not error.retryable
         provider.breaker.record(ok)
@@ -210,6 +222,7 @@ class Dispatcher:
                 except SHAPE_ERRORS as exc:
                     raise UpstreamProtocolError(f"{provider.name}: upstream sent a malformed stream event") from exc
         except GatewayError as exc:
+            self.scrubber.scrub_error(exc)  # a mid-stream vendor error event may echo the key
             if exc.provider is None:
                 exc.provider = provider.name
             raise

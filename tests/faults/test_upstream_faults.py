@@ -158,3 +158,18 @@ async def test_active_health_check_reports_status_and_latency(gateway, emulator,
     async with http.get(gw.url + "/health/providers") as resp:
         oai = (await resp.json())["providers"][0]
     assert oai["status"] == "unhealthy" and oai["last_error"]
+
+
+async def test_alias_moves_on_when_a_target_refuses_the_request_before_sending(gateway, emulator, http):
+    emu = await emulator("perplexity")
+    pplx = {"name": "pplx", "type": "perplexity", "base_url": emu.url, "api_key": "test-key", "models": ["sonar"],
+            "health_check": {"enabled": False}}
+    gw = await gateway(make_config(pplx, MOCK_PROVIDER,
+                                   models=[{"name": "smart", "targets": ["pplx/sonar", "mock/mock-1"]}]))
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False, model="smart", tools=tools)) as r:
+        assert r.status == 200 and r.headers["x-gateway-provider"] == "mock"
+    direct = chat_body(stream=False, model="pplx/sonar", tools=tools)
+    async with http.post(gw.v1 + "/chat/completions", json=direct) as r:
+        assert r.status == 400 and (await r.json())["error"]["param"] == "tools"
+    assert not [r for r in emu.state.requests if r.path.endswith("/chat/completions")]
