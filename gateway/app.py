@@ -66,7 +66,7 @@ async def list_models(request: web.Request) -> web.Response:
     try:
         await authenticate(gw, ctx)
     except GatewayError as exc:
-        return error_response(exc)
+        return error_response(gw.scrubber.scrub_error(exc))
     return json_response(await gw.models.listing(), {"x-request-id": ctx.request_id})
 
 
@@ -93,7 +93,7 @@ async def provider_health(request: web.Request) -> web.Response:
             "circuit": p.breaker.state,
             "in_flight": p.in_flight,
             "last_latency_ms": None if h.last_latency_s is None else round(h.last_latency_s * 1000, 2),
-            "last_error": h.last_error,
+            "last_error": None if h.last_error is None else gw.scrubber.scrub(h.last_error),
             "last_checked": h.last_checked,
             "last_success": h.last_success,
             "last_failure": h.last_failure,

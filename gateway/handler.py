@@ -147,6 +147,7 @@ def finish_outcome(ctx: RequestContext, outcome: Outcome) -> Outcome:
 
 
 async def fail(gw: Gateway, ctx: RequestContext, error: GatewayError, outcome: Outcome) -> web.Response:
+    gw.scrubber.scrub_error(error)  # plugin errors and echoed input too, not only vendor text
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)
@@ -217,6 +218,7 @@ async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, out
 async def stream_failed(
     gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome
 ) -> None:
+    gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
     if ctx.target is not None and error.retryable:
         ctx.target.provider.breaker.record(False)

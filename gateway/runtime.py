@@ -10,6 +10,7 @@ from gateway.hookcall import Hooks
 from gateway.models_catalog import ModelCatalog
 from gateway.registry import ProviderRegistry
 from gateway.routing import Router
+from gateway.secrets import Scrubber
 
 if TYPE_CHECKING:
     import pluggy
@@ -36,13 +37,15 @@ class Gateway:
         self.models = ModelCatalog(self.registry, self.router.aliases, config.server.models_cache_ttl_s)
         self.draining = False
         self.ready = False
+        # Masks secrets in vendor error text before a client, hook or log sees it.
+        self.scrubber = Scrubber(config.secrets)
         self.refresh_hooks()
 
     def refresh_hooks(self) -> None:
         """Decide once which hooks have implementations, so an unused hook costs nothing per
         request. Called again after ``gateway_configure``, where plugins may register more."""
         self.hooks = Hooks(self.pm)
-        self.dispatcher = Dispatcher(self.hooks)
+        self.dispatcher = Dispatcher(self.hooks, self.scrubber)
         has = self.hooks.has
         self.on_authenticate = has("gateway_authenticate")
         self.auth_required = bool(self.config.auth.keys) and self.on_authenticate
