@@ -35,8 +35,8 @@ class NoOptions(BaseModel):
 class UpstreamRequest:
     method: str
     url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds the vendor key
+    json: Any = field(default=None, repr=False)
 
 
 class Chunk:

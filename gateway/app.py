@@ -46,9 +46,9 @@ def build_app(loaded: Loaded) -> web.Application:
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
-    await gw.registry.open()
     checker = HealthChecker(gw.registry)
     try:
+        await gw.registry.open()
         checker.start()
         await gw.hooks.all("gateway_startup", app=app)
         gw.ready = True

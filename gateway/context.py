@@ -48,11 +48,14 @@ class Usage:
         if not usage:
             return None
         details = usage.get("prompt_tokens_details") or {}
-        return cls(
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-            int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
-        )
+        try:
+            return cls(
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            )
+        except (TypeError, ValueError, AttributeError):
+            return None  # a vendor's malformed usage is unknown usage, not a failed request
 
     @property
     def total_tokens(self) -> int:

@@ -8,6 +8,7 @@ is complete before it is returned, and a stream is returned only once its first 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,11 +19,13 @@ import orjson
 
 from gateway.adapter import Chunk, StreamTranslator
 from gateway.errors import (
+    CLIENT_CLOSED,
     GatewayError,
     InvalidRequestError,
     ServiceUnavailableError,
     UnsupportedOperation,
     UpstreamProtocolError,
+    blames_provider,
 )
 from gateway.secrets import Scrubber
 from gateway.sse import SSEDecoder
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from gateway.routing import Target
 
 R = TypeVar("R")
+log = logging.getLogger("llm_gateway.dispatch")
 # Vendor payloads that do not have the shape an adapter expects surface as these.
 SHAPE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
@@ -45,6 +49,7 @@ class UpstreamStream:
     first: Chunk | None
     rest: AsyncIterator[Chunk]
     translator: StreamTranslator
+    total_s: float  # the serving provider's bound on the whole stream
 
 
 def backoff_delay(retry: RetryConfig, attempt: int, error: GatewayError) -> float | None:
@@ -79,36 +84,33 @@ class Dispatcher:
     async def _with_retries(
         self, ctx: RequestContext, once: Callable[[RequestContext, Target], Awaitable[R]]
     ) -> R:
+        """Try each target in order. Retryable failures are retried with backoff on the same
+        target; a failure that blames the provider (or a target that cannot take the request)
+        moves on to the next target; a failure the client caused is raised at once."""
         last: GatewayError | None = None
         started = time.monotonic()
         targets = ctx.targets
+        if not targets:
+            raise GatewayError("No target to route this request to.")
         for i, target in enumerate(targets):
-            provider = target.provider
-            if ctx.op is not None and ctx.op.name not in provider.adapter.operations:
-                last = UnsupportedOperation(
-                    f"Provider '{provider.name}' does not support the {ctx.op.path} endpoint", param="model"
-                )
-                continue
-            retry = provider.config.retry
+            is_last = i + 1 == len(targets)
+            retry = target.provider.config.retry
             for n in range(retry.attempts + 1):
-                if not provider.breaker.allow():
-                    last = ServiceUnavailableError(
-                        f"{provider.name}: temporarily unavailable (circuit open)", provider=provider.name,
-                        headers={"Retry-After": str(max(1, round(provider.breaker.retry_after())))},
-                    )
-                    break
                 try:
                     return await once(ctx, target)
-                except InvalidRequestError as exc:
-                    # The adapter refused the request before sending it (e.g. a field this vendor
-                    # cannot honour): another target of the alias may serve it.
-                    if i + 1 == len(targets):
+                except (InvalidRequestError, ServiceUnavailableError) as exc:
+                    # Refused before sending (unsupported field or endpoint, open circuit,
+                    # concurrency limit): another target of an alias may serve it.
+                    if is_last:
                         raise
                     last = exc
                     break
                 except GatewayError as exc:
                     if not exc.retryable:
-                        raise
+                        if is_last or not blames_provider(exc):
+                            raise
+                        last = exc
+                        break
                     last = exc
                     if n == retry.attempts:
                         break
@@ -116,45 +118,74 @@ class Dispatcher:
                     if delay is None or time.monotonic() - started + delay > retry.deadline_s:
                         break
                     await asyncio.sleep(delay)
-            if i + 1 < len(targets) and time.monotonic() - started > targets[i + 1].provider.config.retry.deadline_s:
+            if not is_last and time.monotonic() - started > targets[i + 1].provider.config.retry.deadline_s:
                 break
-        assert last is not None
+        assert last is not None  # the loop ran at least once and only leaves through an error
         raise last
 
     def _begin(self, ctx: RequestContext, target: Target, stream: bool) -> Attempt:
-        ctx.attempts += 1
-        ctx.target = target
-        ctx.provider = target.provider.name
+        """Admission (concurrency limit, circuit) and the attempt hook. After this returns, the
+        caller must end the attempt with ``_end`` whatever happens."""
         provider = target.provider
+        if ctx.op is not None and ctx.op.name not in provider.adapter.operations:
+            raise UnsupportedOperation(
+                f"Provider '{provider.name}' does not support the {ctx.op.path} endpoint", param="model"
+            )
         limit = provider.config.pool.max_concurrent_requests
         if limit is not None and provider.in_flight >= limit:
             raise ServiceUnavailableError(
                 f"{provider.name}: too many concurrent upstream requests", provider=provider.name
             )
+        if not provider.breaker.allow():
+            raise ServiceUnavailableError(
+                f"{provider.name}: temporarily unavailable (circuit open)", provider=provider.name,
+                headers={"Retry-After": str(max(1, round(provider.breaker.retry_after())))},
+            )
+        ctx.attempts += 1
+        ctx.target = target
+        ctx.provider = provider.name
         attempt = Attempt(provider.name, provider.type, target.model, ctx.attempts, stream)
         if self._on_attempt:
-            self.hooks.pm.hook.gateway_upstream_attempt(ctx=ctx, attempt=attempt)
+            self._call_safely("gateway_upstream_attempt", ctx=ctx, attempt=attempt)
         return attempt
 
-    def _end(self, ctx: RequestContext, provider: Provider, attempt: Attempt, error: GatewayError | None) -> None:
+    def _end(
+        self, ctx: RequestContext, provider: Provider, attempt: Attempt, error: BaseException | None
+    ) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            # The client went away: says nothing about the vendor; frees a half-open probe.
+            provider.breaker.cancel_probe()
+            if self._on_attempt_done:
+                self._call_safely("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=CLIENT_CLOSED)
+            return
+        if error is not None and not isinstance(error, GatewayError):
+            error = UpstreamProtocolError(f"{provider.name}: upstream response could not be handled")
         if error is not None:
             self.scrubber.scrub_error(error)  # a vendor's 401 may echo the key it was sent
             if error.provider is None:
                 error.provider = provider.name
-        # A request the vendor rejected as invalid says nothing about the vendor's health.
-        ok = error is None or not error.retryable
+        ok = error is None or not blames_provider(error)
         provider.breaker.record(ok)
         provider.health.observe(ok, time.perf_counter() - attempt.started, None if ok else error.message)
         if self._on_attempt_done:
-            self.hooks.pm.hook.gateway_upstream_attempt_done(ctx=ctx, attempt=attempt, error=error)
+            self._call_safely("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
+
+    def _call_safely(self, name: str, **kwargs: Any) -> None:
+        """Attempt hooks run inside the dispatcher: a plugin bug must not break accounting."""
+        try:
+            getattr(self.hooks.pm.hook, name)(**kwargs)
+        except Exception:
+            log.exception("plugin failed in %s", name)
 
     async def _send_once(self, ctx: RequestContext, target: Target) -> dict[str, Any]:
         provider, adapter = target.provider, target.provider.adapter
-        assert ctx.op is not None
-        req = adapter.build_request(ctx.op, ctx.body, target.model)
+        op = ctx.op
+        if op is None:
+            raise GatewayError("No operation for this request.")
+        req = adapter.build_request(op, ctx.body, target.model)
         attempt = self._begin(ctx, target, stream=False)
         req.headers.update(attempt.headers)
-        error: GatewayError | None = None
+        error: BaseException | None = None
         provider.in_flight += 1
         try:
             raw = await provider.transport.send(req)
@@ -162,10 +193,10 @@ class Dispatcher:
             if raw.status >= 400:
                 raise adapter.parse_error(raw.status, raw.body, raw.headers)
             try:
-                return adapter.parse_response(ctx.op, orjson.loads(raw.body), target.model)
+                return adapter.parse_response(op, orjson.loads(raw.body), target.model)
             except SHAPE_ERRORS as exc:
                 raise UpstreamProtocolError(f"{provider.name}: upstream sent a malformed response") from exc
-        except GatewayError as exc:
+        except BaseException as exc:
             error = exc
             raise
         finally:
@@ -174,25 +205,24 @@ class Dispatcher:
 
     async def _stream_once(self, ctx: RequestContext, target: Target) -> UpstreamStream:
         provider, adapter = target.provider, target.provider.adapter
-        assert ctx.op is not None
-        req = adapter.build_request(ctx.op, ctx.body, target.model)
-        translator = adapter.stream_translator(ctx.op, ctx.body, target.model)
+        op = ctx.op
+        if op is None:
+            raise GatewayError("No operation for this request.")
+        req = adapter.build_request(op, ctx.body, target.model)
+        translator = adapter.stream_translator(op, ctx.body, target.model)
         attempt = self._begin(ctx, target, stream=True)
         req.headers.update(attempt.headers)
         chunks = self._chunks(provider, req, translator, attempt)
-        error: GatewayError | None = None
+        error: BaseException | None = None
         try:
             first = await anext(chunks, None)
-        except GatewayError as exc:
+        except BaseException as exc:
             error = exc
-            await chunks.aclose()
-            raise
-        except BaseException:
             await chunks.aclose()
             raise
         finally:
             self._end(ctx, provider, attempt, error)
-        return UpstreamStream(first, chunks, translator)
+        return UpstreamStream(first, chunks, translator, provider.config.timeouts.total_s)
 
     async def _chunks(
         self, provider: Provider, req: Any, translator: StreamTranslator, attempt: Attempt
@@ -200,11 +230,11 @@ class Dispatcher:
         provider.in_flight += 1
         try:
             async with provider.transport.stream(req) as body:
-                attempt.status = body.status
-                if body.status >= 400:
-                    raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
-                decoder = SSEDecoder()
                 try:
+                    attempt.status = body.status
+                    if body.status >= 400:
+                        raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
+                    decoder = SSEDecoder()
                     async for data in body.iter_any():
                         for event in decoder.feed(data):
                             for chunk in translator.feed(event):

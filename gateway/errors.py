@@ -150,6 +150,8 @@ class UpstreamStatusError(UpstreamError):
         kw.setdefault("retryable", upstream_status == 429 or upstream_status >= 500)
         super().__init__(message, **kw)
         self.upstream_status = upstream_status
+        if self.status == 429 and not any(k.lower() == "retry-after" for k in self.headers):
+            self.headers["Retry-After"] = "1"  # every 429 tells the client when to come back
 
 
 class UpstreamOverloadedError(UpstreamError):
@@ -173,6 +175,19 @@ class UpstreamConnectionError(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
+
+
+# Reported to attempt hooks when the client went away mid-attempt.
+CLIENT_CLOSED = GatewayError("The client closed the connection.", status=499, type="client_closed",
+                             code="client_closed")
+
+
+def blames_provider(error: GatewayError) -> bool:
+    """Whether a failure counts against the vendor's health (circuit breaker, health, fallback):
+    anything from upstream except a vendor's verdict on the client's own request."""
+    if isinstance(error, UpstreamStatusError):
+        return error.upstream_status not in UpstreamStatusError.PASSTHROUGH or error.upstream_status == 429
+    return isinstance(error, UpstreamError)
 
 
 class ConfigError(Exception):

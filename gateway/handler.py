@@ -19,6 +19,7 @@ from gateway.errors import (
     InvalidJSONError,
     InvalidRequestError,
     UpstreamTimeoutError,
+    blames_provider,
 )
 from gateway.keys import GATEWAY
 from gateway.relay import DONE, SSEResponse, error_event, error_response, json_response, prepend
@@ -40,12 +41,11 @@ def request_id(request: web.Request) -> str:
 
 
 async def authenticate(gw: Gateway, ctx: RequestContext) -> None:
-    if not gw.on_authenticate:
-        return
-    ctx.principal = await gw.hooks.first("gateway_authenticate", ctx=ctx)
+    if gw.on_authenticate:
+        ctx.principal = await gw.hooks.first("gateway_authenticate", ctx=ctx)
     if ctx.principal is None and gw.auth_required:
         raise AuthenticationError(
-            "Missing API key: pass it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+            "Missing API key: send it in the Authorization header as a Bearer token.", code="missing_api_key"
         )
 
 
@@ -83,8 +83,10 @@ def validate(op: Operation, ctx: RequestContext) -> None:
                     f"'{op.input_field}[{i}]' must be an object with a 'role'.", param=f"{op.input_field}[{i}]"
                 )
     stream = body.get("stream", False)
-    if stream not in (True, False, None):
+    if type(stream) not in (bool, type(None)):  # not `in (True, False)`: 1 == True
         raise InvalidRequestError("'stream' must be a boolean.", param="stream")
+    if not isinstance(body.get("stream_options") or {}, dict):
+        raise InvalidRequestError("'stream_options' must be an object.", param="stream_options")
     if stream and not op.streamable:
         raise InvalidRequestError(f"{op.path} does not support streaming.", param="stream")
     ctx.model = model
@@ -161,11 +163,16 @@ async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, o
         return json_response(short.body, response_headers(ctx))
     include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
     resp = new_sse_response(gw, ctx)
-    await resp.prepare(ctx.request)
-    ctx.first_chunk_at = time.perf_counter()
-    for chunk in response_to_chunks(short.body, include_usage):
-        await resp.send_chunk(chunk)
-    await resp.close_stream(DONE)
+    try:
+        await resp.prepare(ctx.request)
+        ctx.first_chunk_at = time.perf_counter()
+        for chunk in response_to_chunks(short.body, include_usage):
+            await resp.send_chunk(chunk)
+        await resp.close_stream(DONE)
+    except ConnectionResetError:
+        outcome.status, outcome.error_type = 499, "client_closed"
+    finally:
+        resp.stop_pinging()
     return resp
 
 
@@ -178,13 +185,16 @@ def new_sse_response(gw: Gateway, ctx: RequestContext) -> SSEResponse:
 
 async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, outcome: Outcome) -> web.StreamResponse:
     """Relay chunks as they arrive. Past this point errors become one SSE error event."""
+    try:
+        wrappers = gw.stream_wrappers(ctx)
+    except BaseException:
+        await aclose(upstream.rest)  # nothing was sent yet: the caller answers with an envelope
+        raise
     resp = new_sse_response(gw, ctx)
     chunks = upstream.rest
-    wrappers = gw.stream_wrappers(ctx)
     try:
         await resp.prepare(ctx.request)
-        assert ctx.target is not None
-        async with asyncio.timeout(ctx.target.provider.config.timeouts.total_s):
+        async with asyncio.timeout(upstream.total_s):
             if wrappers:
                 chunks = prepend(upstream.first, upstream.rest)
                 for wrap in wrappers:
@@ -203,12 +213,18 @@ async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, out
         await resp.close_stream(DONE)
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
-    except (GatewayError, TimeoutError) as exc:
-        error = exc if isinstance(exc, GatewayError) else UpstreamTimeoutError(
-            f"{ctx.provider}: stream exceeded the total time limit", provider=ctx.provider
-        )
-        await stream_failed(gw, ctx, resp, error, outcome)
+    except TimeoutError:
+        await stream_failed(gw, ctx, resp, UpstreamTimeoutError(
+            f"{ctx.provider}: stream exceeded the total time limit", provider=ctx.provider), outcome)
+    except GatewayError as exc:
+        await stream_failed(gw, ctx, resp, exc, outcome)
+    except Exception:
+        # Headers may be out already: a second HTTP response must never follow.
+        log.exception("unhandled error while streaming request %s", ctx.request_id)
+        await stream_failed(gw, ctx, resp, GatewayError(
+            f"Internal gateway error (request id {ctx.request_id})."), outcome)
     finally:
+        resp.stop_pinging()
         await aclose(chunks)
         if chunks is not upstream.rest:
             await aclose(upstream.rest)
@@ -220,10 +236,12 @@ async def stream_failed(
 ) -> None:
     gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
-    if ctx.target is not None and error.retryable:
+    if ctx.target is not None and blames_provider(error):
         ctx.target.provider.breaker.record(False)
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)
+    if not resp.prepared:
+        return
     try:
         # No [DONE]: the stream ended abnormally, and the error event says why.
         await resp.close_stream(error_event(error))

@@ -1,8 +1,12 @@
 """Calling pluggy hooks whose implementations may be coroutines.
 
 pluggy has no async support: an ``async def`` implementation returns a coroutine, which is never
-None. So no spec uses ``firstresult``; instead the hook is called through pluggy (ordering,
-blocking and tracing stay pluggy's) and its results are awaited here.
+None, so ``firstresult`` cannot work and a raising implementation would strand the coroutines
+pluggy already created for the others. The request hooks are therefore called here, one
+implementation at a time, in pluggy's own order (reverse registration, ``tryfirst``/``trylast``
+honoured, blocked plugins absent), each result awaited before the next implementation is called.
+``hookwrapper``/``wrapper`` implementations are not supported on these hooks. Sync-only hooks
+(``gateway_configure``, the attempt hooks) go through pluggy itself.
 """
 
 from __future__ import annotations
@@ -21,39 +25,35 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
-        self._implemented = {
-            name for name in dir(pm.hook)
-            if name.startswith("gateway_") and getattr(pm.hook, name).get_hookimpls()
+        self._impls = {
+            name: tuple(reversed(getattr(pm.hook, name).get_hookimpls()))
+            for name in dir(pm.hook) if name.startswith("gateway_")
         }
 
     def has(self, name: str) -> bool:
-        return name in self._implemented
+        return bool(self._impls.get(name))
 
     async def first(self, name: str, **kwargs: Any) -> Any:
-        """Await results in order; return the first non-None and close unstarted coroutines."""
-        results = getattr(self.pm.hook, name)(**kwargs)
-        try:
-            for i, res in enumerate(results):
-                if inspect.isawaitable(res):
-                    results[i] = None  # started: nothing left to close
-                    res = await res
-                if res is not None:
-                    return res
-            return None
-        finally:
-            for res in results:
-                if inspect.iscoroutine(res):
-                    res.close()
+        """The first non-None result; later implementations are not called."""
+        for impl in self._impls[name]:
+            res = impl.function(*(kwargs[a] for a in impl.argnames))
+            if inspect.isawaitable(res):
+                res = await res
+            if res is not None:
+                return res
+        return None
 
     async def all(self, name: str, **kwargs: Any) -> list[Any]:
+        """Every implementation in order; the first exception stops the chain and propagates."""
         out = []
-        for res in getattr(self.pm.hook, name)(**kwargs):
+        for impl in self._impls[name]:
+            res = impl.function(*(kwargs[a] for a in impl.argnames))
             out.append(await res if inspect.isawaitable(res) else res)
         return out
 
     async def all_safe(self, name: str, **kwargs: Any) -> None:
         """Like ``all`` but an error in one implementation is logged and the rest still run."""
-        for impl in getattr(self.pm.hook, name).get_hookimpls()[::-1]:
+        for impl in self._impls[name]:
             try:
                 res = impl.function(*(kwargs[a] for a in impl.argnames))
                 if inspect.isawaitable(res):

@@ -40,7 +40,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("", f"{path} is not valid YAML: {exc}")]) from None
+        # Position only: the offending line may hold a literal key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("", f"{path} is not valid YAML{where}")]) from None
     if not isinstance(data, dict):
         raise ConfigError([("", f"{path} must contain a mapping at the top level")])
     return data
@@ -81,6 +84,10 @@ def load_data(raw: dict[str, Any], env: dict[str, str] | None = None) -> Loaded:
     raise_if(problems)
     assert config is not None
     disable(pm, config.plugins.disabled)
+    if config.auth.keys and not pm.hook.gateway_authenticate.get_hookimpls():
+        # Keys with nothing to check them would lock every client out (the core fails closed).
+        raise ConfigError([("auth.keys", "client keys are configured but no enabled plugin authenticates "
+                                         "(is the auth plugin in plugins.disabled?)")])
     return Loaded(config.model_copy(update={"sections": validated}), pm)
 
 

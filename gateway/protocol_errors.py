@@ -4,12 +4,15 @@ or HTML pages — and without echoing request bytes, which may hold a key."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.errors import GatewayError, InvalidRequestError
+
+log = logging.getLogger("llm_gateway.server")
 
 
 class EnvelopeRequestHandler(RequestHandler):
@@ -18,7 +21,11 @@ class EnvelopeRequestHandler(RequestHandler):
     def handle_error(
         self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logging and the "already sent" check
+        # Not the parent's logging: aiohttp's parse errors quote the raw header line, which may
+        # hold a key, and this path must not depend on the redaction plugin being enabled.
+        log.warning("malformed HTTP request (%s) answered %d", type(exc).__name__ if exc else "error", status)
+        if request.writer is not None and request.writer.output_size > 0:
+            raise ConnectionError("response already sent; cannot send the error response")
         if status == 400:
             error: GatewayError = InvalidRequestError(
                 "The HTTP request could not be parsed (malformed request line or headers, "

@@ -20,7 +20,8 @@ def json_response(body: Any, headers: Mapping[str, str] | None = None, status: i
 
 
 def error_response(error: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
-    merged = {**(headers or {}), **error.headers}
+    # The gateway's own headers (x-request-id, its x-ratelimit-*) win over forwarded vendor ones.
+    merged = {**error.headers, **(headers or {})}
     return web.Response(
         body=error.to_json(), status=error.status, headers=merged, content_type="application/json"
     )
@@ -49,6 +50,11 @@ class SSEResponse(EventSourceResponse):
             self.stop_streaming()
             await self.wait()
         await self.write_eof(tail)
+
+    def stop_pinging(self) -> None:
+        """Idempotent; also for streams that ended by an error or a client that left."""
+        if self._ping_task is not None and not self._ping_task.done():
+            self._ping_task.cancel()
 
 
 async def prepend(first: Chunk | None, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:

@@ -26,6 +26,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at = 0.0
         self._probe_out = False
+        self._probe_at = 0.0
         self._outcomes: deque[tuple[float, bool]] = deque()
         self._failures = 0
 
@@ -35,10 +36,17 @@ class CircuitBreaker:
         if self.state == OPEN and self._clock() - self._opened_at >= self.config.open_s:
             self.state = HALF_OPEN
             self._probe_out = False
-        if self.state == HALF_OPEN and not self._probe_out:
+        if self.state == HALF_OPEN and (not self._probe_out or self._clock() - self._probe_at >= self.config.open_s):
+            # A probe that never reported back (lost to a bug) does not block the provider forever.
             self._probe_out = True
+            self._probe_at = self._clock()
             return True
         return False
+
+    def cancel_probe(self) -> None:
+        """The half-open probe ended without an outcome (client gone): let another one through."""
+        if self.state == HALF_OPEN:
+            self._probe_out = False
 
     def retry_after(self) -> float:
         return max(0.0, self.config.open_s - (self._clock() - self._opened_at))

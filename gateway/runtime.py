@@ -48,7 +48,7 @@ class Gateway:
         self.dispatcher = Dispatcher(self.hooks, self.scrubber)
         has = self.hooks.has
         self.on_authenticate = has("gateway_authenticate")
-        self.auth_required = bool(self.config.auth.keys) and self.on_authenticate
+        self.auth_required = bool(self.config.auth.keys)  # fail closed, whatever the plugins
         self.on_request_received = has("gateway_request_received")
         self.on_before_upstream = has("gateway_before_upstream")
         self.on_response = has("gateway_response")

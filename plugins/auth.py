@@ -39,7 +39,8 @@ class AuthState:
 
     def match(self, presented: str) -> KeyEntry | None:
         """Constant-time over the key material: every digest is compared, whatever matches."""
-        digest = hashlib.sha256(presented.encode()).digest()
+        # surrogateescape: a header with undecodable bytes is a wrong key, not a crash.
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
         found = [entry for entry in self.keys if hmac.compare_digest(entry.digest, digest)]
         return found[0] if found else None
 

@@ -199,7 +199,9 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         mark(ctx, "miss")
         return None
     mark(ctx, "hit")
-    return ShortCircuit(orjson.loads(raw), {"x-cache": "HIT"})
+    entry = orjson.loads(raw)
+    # The provider that produced the answer still "served" it (the contract's x-gateway-provider).
+    return ShortCircuit(entry["response"], {"x-cache": "HIT", "x-gateway-provider": entry["provider"]})
 
 
 @hookimpl(trylast=True)
@@ -209,7 +211,8 @@ async def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> Non
     if pending is None or not pending.store or ctx.stream or not cacheable(response):
         return
     state = ctx.request.app[CACHE]
-    await state.backend.set(pending.key, orjson.dumps(response), state.ttl_s)
+    entry = {"provider": ctx.provider, "response": response}
+    await state.backend.set(pending.key, orjson.dumps(entry), state.ttl_s)
 
 
 @hookimpl

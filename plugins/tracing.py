@@ -10,6 +10,7 @@ variable), this plugin registers no request hooks at all, so tracing costs nothi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any, Literal
@@ -117,10 +118,10 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
 
 @hookimpl
-def gateway_shutdown(app: web.Application) -> None:
+async def gateway_shutdown(app: web.Application) -> None:
     provider = app.get(TRACING)
     if provider is not None:
-        provider.shutdown()  # flushes the batch processor
+        await asyncio.to_thread(provider.shutdown)  # flushing may block on the network
 
 
 def epoch_ns(perf_start: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from gateway import Outcome, RequestContext, hookimpl
 from gateway.app import build_app
+from gateway.errors import ConfigError
 from gateway.loader import load_data
 from plugins import auth
 from tests.conftest import MOCK_PROVIDER, RunningGateway, make_config
@@ -208,9 +210,26 @@ async def test_principal_name_reaches_other_hooks_but_never_the_key(gateway_with
 
 
 async def test_disabled_auth_plugin_is_not_on_the_request_path(gateway, http):
-    gw = await gateway(keys_config({"name": "a", "key": KEY_A}, plugins={"disabled": ["auth"]}))
+    gw = await gateway(make_config(plugins={"disabled": ["auth"]}))
     pm = gw.gw.pm
     assert pm.is_blocked("auth")
     for hook in (pm.hook.gateway_authenticate, pm.hook.gateway_request_received):
         assert "auth" not in [impl.plugin_name for impl in hook.get_hookimpls()]
     assert auth.AUTH not in gw.app
+
+
+def test_keys_with_the_auth_plugin_disabled_is_a_config_error_not_an_open_door():
+    with pytest.raises(ConfigError) as exc:
+        load_data(keys_config({"name": "a", "key": KEY_A}, plugins={"disabled": ["auth"]}), {})
+    assert exc.value.problems[0][0] == "auth.keys"
+
+
+async def test_undecodable_key_bytes_are_a_wrong_key_not_a_crash(gateway):
+    gw = await gateway(keys_config({"name": "a", "key": KEY_A}))
+    port = int(gw.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert raw.split(b"\r\n", 1)[0].endswith(b"401 Unauthorized")

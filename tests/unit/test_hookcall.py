@@ -65,3 +65,29 @@ async def test_has_reports_only_implemented_hooks_and_all_safe_isolates_failures
     assert hooks.has("gateway_request_finished") and not hooks.has("gateway_wrap_stream")
     await hooks.all_safe("gateway_request_finished", ctx=None, outcome="done")
     assert calls == ["done"]
+
+
+async def test_a_raising_implementation_strands_no_coroutine():
+    class Raises:
+        @hookimpl
+        def gateway_authenticate(self, ctx):
+            raise RuntimeError("wrong key")
+
+    class AsyncLater:
+        @hookimpl(trylast=True)
+        async def gateway_authenticate(self, ctx):
+            return "never reached"
+
+    class AsyncFirst:
+        @hookimpl(tryfirst=True)
+        async def gateway_authenticate(self, ctx):
+            return None
+
+    hooks = manager(AsyncLater(), Raises(), AsyncFirst())
+    try:
+        await hooks.first("gateway_authenticate", ctx=None)
+    except RuntimeError as exc:
+        assert str(exc) == "wrong key"
+    else:
+        raise AssertionError("the error must propagate")
+    # With filterwarnings=error a never-awaited coroutine from AsyncLater would fail this test.
