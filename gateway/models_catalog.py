@@ -52,7 +52,8 @@ class ModelCatalog:
         if req is None:
             return configured
         try:
-            raw = await provider.transport.send(req)
+            async with asyncio.timeout(provider.config.health_check.timeout_s):
+                raw = await provider.transport.send(req)
             if raw.status >= 400:
                 raise provider.adapter.parse_error(raw.status, raw.body, raw.headers)
             listed = provider.adapter.parse_models(orjson.loads(raw.body))

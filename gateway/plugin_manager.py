@@ -14,28 +14,22 @@ PLUGIN_ENTRY_POINT_GROUP = "llm_gateway.plugins"
 
 # Name (as used in ``plugins.disabled``) -> module. Built-ins are ordinary plugins: they use the
 # same hooks as third parties and reach no core internals.
-BUILTIN_PLUGINS: dict[str, str] = {
-    "redaction": "plugins.redaction",
-    "auth": "plugins.auth",
-    "ratelimit": "plugins.ratelimit",
-    "cache": "plugins.cache",
-    "metrics": "plugins.metrics",
-    "tracing": "plugins.tracing",
-    "access_log": "plugins.access_log",
-}
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("redaction", "plugins.redaction"),
+    ("auth", "plugins.auth"),
+    ("ratelimit", "plugins.ratelimit"),
+    ("cache", "plugins.cache"),
+    ("metrics", "plugins.metrics"),
+    ("tracing", "plugins.tracing"),
+    ("access_log", "plugins.access_log"),
+)
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for name, module in BUILTIN_PLUGINS.items():
-        try:
-            plugin = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue  # a built-in left out of a slimmed-down install
-        pm.register(plugin, name=name)
+    for name, module in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module), name=name)
     pm.load_setuptools_entrypoints(PLUGIN_ENTRY_POINT_GROUP)
     pm.check_pending()
     return pm

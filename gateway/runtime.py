@@ -38,7 +38,8 @@ class Gateway:
         self.draining = False
         self.ready = False
         # Masks secrets in vendor error text before a client, hook or log sees it.
-        self.scrubber = Scrubber(config.secrets)
+        # Error text goes to clients: no tail of our own key either.
+        self.scrubber = Scrubber(config.secrets, keep_tail=False)
         self.refresh_hooks()
 
     def refresh_hooks(self) -> None:

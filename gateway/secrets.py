@@ -45,13 +45,14 @@ _PATTERNS = re.compile("|".join((
 )), re.IGNORECASE)
 
 
-def mask(value: str) -> str:
-    """``sk-proj-…Ab12`` for a long value, ``[redacted]`` (after any known prefix) for a short one."""
+def mask(value: str, keep_tail: bool = True) -> str:
+    """``sk-proj-…Ab12`` for a long value, ``[redacted]`` (after any known prefix) for a short one
+    or when ``keep_tail`` is off (text a client will see: not even four characters of our key)."""
     if _MASKED.fullmatch(value):
         return value
     prefix = next((p for p in KEY_PREFIXES if value.startswith(p)), "")
     rest = value[len(prefix):]
-    if len(rest) >= MIN_HIDDEN_FOR_TAIL + 4:
+    if keep_tail and len(rest) >= MIN_HIDDEN_FOR_TAIL + 4:
         return f"{prefix}{ELLIPSIS}{rest[-4:]}"
     return prefix + REDACTED
 
@@ -87,7 +88,8 @@ class Scrubber:
     microseconds and is returned as the same object.
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *, keep_tail: bool = True) -> None:
+        self.keep_tail = keep_tail
         self.literals = tuple(sorted({s for s in secrets if len(s) >= MIN_LITERAL_LEN}))
         self._literal_re = re.compile(literal_pattern(self.literals)) if self.literals else None
         # A few literals are cheapest to look for one by one; many, through the one trie regex.
@@ -96,10 +98,10 @@ class Scrubber:
     def scrub(self, text: str) -> str:
         """``text`` with every secret masked (the same object when there was nothing to mask)."""
         if self._literal_re is not None and (self._probe is None or any(s in text for s in self._probe)):
-            text = self._literal_re.sub(_mask_match, text)
+            text = self._literal_re.sub(self._mask_match, text)
         lower = text.lower()
         if any(marker in lower for marker in PATTERN_MARKERS):
-            text = _PATTERNS.sub(_replace, text)
+            text = _PATTERNS.sub(self._replace, text)
         return text
 
     def scrub_error(self, error: GatewayError) -> GatewayError:
@@ -111,14 +113,14 @@ class Scrubber:
         return error
 
 
-def _mask_match(m: re.Match[str]) -> str:
-    return mask(m.group(0))
+    def _mask_match(self, m: re.Match[str]) -> str:
+        return mask(m.group(0), self.keep_tail)
 
-
-def _replace(m: re.Match[str]) -> str:
-    group = m.lastgroup
-    if group == "hvalue":
-        return m.group("hname") + m.group("hsep") + (m.group("hscheme") or "") + mask(m.group("hvalue"))
-    if group == "bvalue":
-        return m.group("bscheme") + mask(m.group("bvalue"))
-    return mask(m.group(0))
+    def _replace(self, m: re.Match[str]) -> str:
+        group = m.lastgroup
+        if group == "hvalue":
+            value = mask(m.group("hvalue"), self.keep_tail)
+            return m.group("hname") + m.group("hsep") + (m.group("hscheme") or "") + value
+        if group == "bvalue":
+            return m.group("bscheme") + mask(m.group("bvalue"), self.keep_tail)
+        return mask(m.group(0), self.keep_tail)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(slots=True)
 class SSEEvent:
@@ -37,6 +39,8 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
         lines = chunk.split(b"\n")
         self._buf = lines.pop()
+        if len(self._buf) > MAX_LINE_BYTES:
+            raise ValueError("upstream SSE line exceeds the size limit")  # never buffer without bound
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)

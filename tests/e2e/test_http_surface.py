@@ -84,6 +84,10 @@ async def test_bad_input_gets_openai_error_envelopes(gateway, http):
         (dict(json={"model": "mock-1", "messages": ["x"]}), 400, "invalid_request", "messages[0]"),
         (dict(json={"model": "mock-1", "messages": [{"role": "user"}], "stream": "yes"}), 400,
          "invalid_request", "stream"),
+        (dict(json={"model": "mock-1", "messages": [{"role": "user"}], "stream": 1}), 400,
+         "invalid_request", "stream"),
+        (dict(json={"model": "mock-1", "messages": [{"role": "user"}], "stream": True, "stream_options": "x"}),
+         400, "invalid_request", "stream_options"),
         (dict(json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}), 404, "model_not_found", "model"),
         (dict(data=b'{"model":"mock-1","pad":"' + b"x" * 4096 + b'"}'), 413, "request_too_large", None),
     ]

@@ -173,3 +173,37 @@ async def test_alias_moves_on_when_a_target_refuses_the_request_before_sending(g
     async with http.post(gw.v1 + "/chat/completions", json=direct) as r:
         assert r.status == 400 and (await r.json())["error"]["param"] == "tools"
     assert not [r for r in emu.state.requests if r.path.endswith("/chat/completions")]
+
+
+async def test_vendor_429_without_retry_after_still_tells_the_client_when(gateway, emulator, http):
+    emu = await emulator("openai")
+    emu.state.script(Fault.status(429, "slow down"))
+    gw = await gateway(make_config(openai_provider(emu.url)))
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False)) as resp:
+        assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+
+
+async def test_an_exception_after_streaming_began_is_an_error_event_not_a_second_response(gateway, http):
+    from gateway import hookimpl
+
+    class BreaksMidStream:
+        @hookimpl
+        def gateway_wrap_stream(self, ctx):
+            async def wrap(chunks):
+                n = 0
+                async for chunk in chunks:
+                    n += 1
+                    if n == 3:
+                        raise ValueError("plugin bug")
+                    yield chunk
+            return wrap
+
+    gw = await gateway()
+    gw.gw.pm.register(BreaksMidStream())
+    gw.gw.refresh_hooks()
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(model="mock-1")) as resp:
+        assert resp.status == 200
+        events = await read_events(resp)
+    assert len(events) == 3 and orjson.loads(events[-1])["error"]["code"] == "internal_error"
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(model="mock-1", stream=False)) as resp:
+        assert resp.status == 200  # and it keeps serving

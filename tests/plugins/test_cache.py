@@ -32,6 +32,7 @@ async def test_miss_then_hit_with_an_identical_body(gateway, http):
     assert headers["x-cache"] == "MISS"
     _, headers, second = await post(http, gw)
     assert headers["x-cache"] == "HIT"
+    assert headers["x-gateway-provider"] == "mock"  # who produced the stored answer
     assert second == first  # the stored answer, id included
 
 

@@ -47,3 +47,15 @@ def test_old_outcomes_leave_the_window():
     b.record(True)
     b.record(False)
     assert b.state == CLOSED
+
+
+def test_a_probe_that_never_reports_back_expires_and_a_cancelled_one_is_freed():
+    clock = Clock()
+    b = CircuitBreaker(CircuitBreakerConfig(consecutive_failures=1, open_s=10), clock)
+    b.record(False)
+    clock.now = 11
+    assert b.allow() and not b.allow()  # the probe is out
+    b.cancel_probe()  # its client went away
+    assert b.allow()
+    clock.now = 22  # lost without a word: after open_s another probe may go
+    assert b.allow()

@@ -13,7 +13,7 @@ def router(**sections) -> Router:
     config = load_data(make_config(
         MOCK_PROVIDER | {"name": "a", "models": ["m1", "shared"]},
         MOCK_PROVIDER | {"name": "openai", "models": ["gpt"]},
-        MOCK_PROVIDER | {"name": "c", "models": ["shared", "vendor/model"]},
+        MOCK_PROVIDER | {"name": "c", "models": ["shared", "vendor/model", "openai/gpt-x"]},
         **sections,
     ), {}).config
     return Router(ProviderRegistry(config).providers, config.providers, config.models)
@@ -28,7 +28,7 @@ def test_provider_prefix_then_bare_names_first_in_file_order():
     assert labels(r, "a/m1") == ["a/m1"]
     assert labels(r, "a/unlisted/with/slashes") == ["a/unlisted/with/slashes"]
     assert labels(r, "shared") == ["a/shared"]
-    assert labels(r, "openai/gpt") == ["openai/gpt"]  # a provider named like the prefix wins
+    assert labels(r, "openai/gpt-x") == ["openai/gpt-x"]  # a provider named like the prefix wins over c
     assert labels(r, "vendor/model") == ["c/vendor/model"]  # OpenRouter-style id, no provider "vendor"
 
 
