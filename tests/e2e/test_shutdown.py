@@ -42,8 +42,19 @@ async def start_gateway(tmp_path, config: dict) -> asyncio.subprocess.Process:
     )
 
 
+async def refused(url: str) -> bool:
+    async with aiohttp.ClientSession() as fresh:
+        try:
+            async with fresh.get(url + "/health"):
+                return False
+        except aiohttp.ClientConnectionError:
+            return True
+
+
 async def test_sigterm_drains_in_flight_stream_and_exits_cleanly(tmp_path, emulator):
-    emu = await emulator("openai", chunk_delay=0.1)
+    # The emulator holds the stream after its first event until released: it is provably in
+    # flight for the whole time the gateway is draining.
+    emu = await emulator("openai", release=asyncio.Event())
     port = free_port()
     proc = await start_gateway(tmp_path, {
         "server": {"host": "127.0.0.1", "port": port, "drain_timeout_s": 10},
@@ -59,16 +70,15 @@ async def test_sigterm_drains_in_flight_stream_and_exits_cleanly(tmp_path, emula
             async with session.post(url + "/v1/chat/completions", json=body) as resp:
                 await resp.content.readuntil(b"\n\n")  # the stream is under way
                 proc.send_signal(signal.SIGTERM)
-                await asyncio.sleep(0.2)
-                # New connections are refused once draining began.
-                async with aiohttp.ClientSession() as fresh:
-                    try:
-                        async with fresh.get(url + "/health") as again:
-                            refused = False, again.status
-                    except aiohttp.ClientConnectionError:
-                        refused = True, None
+                for _ in range(100):  # new connections are refused once draining began
+                    if await refused(url):
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("still accepting connections while draining")
+                assert emu.state.streams_closed == 0
+                emu.state.release.set()
                 rest = await asyncio.wait_for(resp.content.read(), 10)
-            assert refused[0], refused
             assert rest.rstrip().endswith(b"data: [DONE]")
         code = await asyncio.wait_for(proc.wait(), 15)
         stderr = (await proc.stderr.read()).decode()
