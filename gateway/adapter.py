@@ -145,7 +145,10 @@ class ProviderAdapter:
         return self.models_request()
 
 
-RATE_LIMIT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A vendor's rate-limit headers, whatever its naming (``x-ratelimit-*``, ``<vendor>-ratelimit-*``,
+    ``retry-after``, ``retry-after-ms``): forwarded on errors so clients can back off."""
+    return {k: v for k, v in headers.items() if "ratelimit" in k.lower() or k.lower().startswith("retry-after")}
 
 
 def extract_error_message(body: bytes) -> str:
@@ -169,9 +172,7 @@ def upstream_status_error(
     provider: str, status: int, message: str, headers: Mapping[str, str], **kw: Any
 ) -> UpstreamStatusError:
     """Build the error for a vendor status, forwarding its rate-limit headers."""
-    forwarded = {
-        k: v for k, v in headers.items() if k.lower().startswith(RATE_LIMIT_HEADER_PREFIXES)
-    }
     return UpstreamStatusError(
-        f"{provider}: {message}", upstream_status=status, headers=forwarded, provider=provider, **kw
+        f"{provider}: {message}", upstream_status=status, headers=rate_limit_headers(headers), provider=provider,
+        **kw,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gateway.adapter import RATE_LIMIT_HEADER_PREFIXES, extract_error_message, upstream_status_error
+from gateway.adapter import extract_error_message, rate_limit_headers, upstream_status_error
 from gateway.errors import GatewayError, UpstreamOverloadedError, UpstreamTimeoutError
 
 # Documented error types and their HTTP statuses (docs.claude.com/en/api/errors).
@@ -53,8 +53,8 @@ def build_error(
     provider: str, status: int, etype: str | None, message: str, headers: Mapping[str, str], code: str | None = None
 ) -> GatewayError:
     if status == 529 or etype == "overloaded_error":
-        forwarded = {k: v for k, v in headers.items() if k.lower().startswith(RATE_LIMIT_HEADER_PREFIXES)}
-        return UpstreamOverloadedError(f"{provider}: {message}", headers=forwarded, provider=provider)
+        return UpstreamOverloadedError(f"{provider}: {message}", headers=rate_limit_headers(headers),
+                                       provider=provider)
     if status == 504 or etype == "timeout_error":
         return UpstreamTimeoutError(f"{provider}: {message}", provider=provider)
     error = upstream_status_error(provider, status, message, headers)
