@@ -87,9 +87,7 @@ class Settings:
         self.models_body = _dumps(
             {
                 "object": "list",
-                "data": [
-                    {"id": m, "object": "model", "created": CREATED, "owned_by": "bench"} for m in self.models
-                ],
+                "data": [{"id": m, "object": "model", "created": CREATED, "owned_by": "bench"} for m in self.models],
             }
         )
         self._cache: dict[tuple, object] = {}
@@ -300,13 +298,9 @@ class UpstreamProtocol(asyncio.Protocol):
         if path == "/health":
             return self.send(200, b'{"status":"ok"}', keep)
         if s.auth_check and not (
-            headers.get("authorization", "").startswith("Bearer ")
-            or "api-key" in headers
-            or "x-api-key" in headers
+            headers.get("authorization", "").startswith("Bearer ") or "api-key" in headers or "x-api-key" in headers
         ):
-            return self.send(
-                401, error_body("missing API key", "authentication_error", "invalid_api_key"), keep
-            )
+            return self.send(401, error_body("missing API key", "authentication_error", "invalid_api_key"), keep)
         if path.endswith("/models"):
             if method != "GET":
                 return self.send(405, error_body("use GET", "invalid_request_error"), keep)
@@ -334,9 +328,7 @@ class UpstreamProtocol(asyncio.Protocol):
         if kind == "embed":
             inp = req.get("input")
             n = len(inp) if isinstance(inp, list) and inp and not isinstance(inp[0], int) else 1
-            return self.send(
-                200, s.cached(("e", model, n), lambda: embeddings_body(model, n, s.embedding_dim)), keep
-            )
+            return self.send(200, s.cached(("e", model, n), lambda: embeddings_body(model, n, s.embedding_dim)), keep)
         if not req.get("stream"):
             build = chat_body if kind == "chat" else text_body
             return self.send(200, s.cached((kind, model), lambda: build(model)), keep)
@@ -405,9 +397,7 @@ class UpstreamProtocol(asyncio.Protocol):
 async def serve(args: argparse.Namespace) -> None:
     UpstreamProtocol.settings = Settings(args)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        UpstreamProtocol, args.host, args.port, backlog=4096, reuse_address=True
-    )
+    server = await loop.create_server(UpstreamProtocol, args.host, args.port, backlog=4096, reuse_address=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -1,10 +1,10 @@
 -- wrk script for benchmarks/run.py: POSTs OpenAI chat completions and prints a JSON summary.
 --
 --   wrk -t1 -c64 -d10s --latency -s benchmarks/wrk_post.lua http://127.0.0.1:18902/v1/chat/completions \
---       -- <nonstream|stream> <model> <client-key>
+--       -- <nonstream|stream> <model> <client-key> [nonce]
 --
--- Every request body is unique (thread id + counter in the user message), so a response cache in front
--- of the upstream sees misses, as it would with real traffic. The summary line starts with BENCH_JSON;
+-- Every request body is unique (nonce + thread id + counter in the user message; give each wrk run its
+-- own nonce), so a response cache in front of the upstream sees misses, as it would with real traffic. The summary line starts with BENCH_JSON;
 -- latencies are in microseconds.
 
 local threads = {}
@@ -25,6 +25,7 @@ function init(args)
   stream = args[1] == "stream"
   model = args[2] or model
   local key = args[3] or "sk-bench-client"
+  local nonce = args[4] or tostring(os.time())
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. key
@@ -33,7 +34,7 @@ function init(args)
     extra = ',"stream":true,"stream_options":{"include_usage":true}'
   end
   prefix = '{"model":"' .. model .. '"' .. extra .. ',"max_tokens":64,"messages":[{"role":"user","content":"bench '
-    .. tostring(tid) .. '-'
+    .. nonce .. '-' .. tostring(tid) .. '-'
 end
 
 function request()

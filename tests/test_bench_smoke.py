@@ -42,8 +42,8 @@ def table_row(out: str, name: str) -> list[str]:
 
 
 def assert_numbers(cells: list[str], name: str) -> None:
-    # ns c1 req/s, p50, p99, ..., ns c64 req/s, ..., stream req/s, ..., TTFC p50
-    for idx in (0, 1, 2, 4, 7, 10):
+    # ns c1 req/s, p50, p99, ns c64 req/s, its CPU us/req, stream req/s, its CPU us/stream, TTFC p50
+    for idx in (0, 1, 2, 4, 7, 8, 11, 12):
         assert re.match(r"^[\d,]+(\.\d+)?", cells[idx]), f"{name}: column {idx} is {cells[idx]!r}: {cells}"
 
 
