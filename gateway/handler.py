@@ -22,7 +22,7 @@ from gateway.errors import (
     blames_provider,
 )
 from gateway.keys import GATEWAY
-from gateway.relay import DONE, SSEResponse, error_event, error_response, json_response, prepend
+from gateway.relay import DONE, SSEResponse, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, out
         await resp.prepare(ctx.request)
         async with asyncio.timeout(upstream.total_s):
             if wrappers:
-                chunks = prepend(upstream.first, upstream.rest)
+                chunks = flatten(upstream.first, upstream.rest)
                 for wrap in wrappers:
                     chunks = wrap(chunks)
                 async for chunk in chunks:
@@ -204,11 +204,11 @@ async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, out
                         ctx.first_chunk_at = time.perf_counter()
                     await resp.send_chunk(chunk)
             else:
-                if upstream.first is not None:
+                if upstream.first:
                     ctx.first_chunk_at = time.perf_counter()
-                    await resp.send_chunk(upstream.first)
-                async for chunk in chunks:
-                    await resp.send_chunk(chunk)
+                    await resp.send_batch(upstream.first)
+                async for batch in chunks:
+                    await resp.send_batch(batch)
         ctx.usage = Usage.from_openai(upstream.translator.usage)
         await resp.close_stream(DONE)
     except ConnectionResetError:

@@ -45,6 +45,13 @@ class SSEResponse(EventSourceResponse):
     async def send_chunk(self, chunk: Chunk) -> None:
         await self.write(b"data: " + chunk.data + b"\n\n")
 
+    async def send_batch(self, batch: list[Chunk]) -> None:
+        """Chunks decoded from one upstream read go out in one write."""
+        if len(batch) == 1:
+            await self.write(b"data: " + batch[0].data + b"\n\n")
+        else:
+            await self.write(b"".join([b"data: " + c.data + b"\n\n" for c in batch]))
+
     async def close_stream(self, tail: bytes = b"") -> None:
         if self._ping_task is not None:
             self.stop_streaming()
@@ -57,9 +64,10 @@ class SSEResponse(EventSourceResponse):
             self._ping_task.cancel()
 
 
-async def prepend(first: Chunk | None, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    """One iterator over the already-read first chunk and the rest (only built for wrappers)."""
-    if first is not None:
-        yield first
-    async for chunk in rest:
+async def flatten(first: list[Chunk], rest: AsyncIterator[list[Chunk]]) -> AsyncIterator[Chunk]:
+    """One chunk at a time over the first batch and the rest (only built for stream wrappers)."""
+    for chunk in first:
         yield chunk
+    async for batch in rest:
+        for chunk in batch:
+            yield chunk

@@ -109,12 +109,12 @@ class OpenAIStreamTranslator(StreamTranslator):
         if data == b"[DONE]":
             self.done = True
             return ()
-        if data[:1] != b"{" or data[-1:] != b"}":
+        if not data or data[0] != 123 or data[-1] != 125:  # "{" ... "}"
             # O(1) guard instead of a JSON parse per chunk: catches garbage and truncated events.
             raise UpstreamProtocolError("upstream sent a malformed stream event")
         if event.event == "error" or b'"error"' in data:
             self.check_error(data)
-        if b'"finish_reason":"' in data or b'"finish_reason": "' in data:
+        if not self.done_required and (b'"finish_reason":"' in data or b'"finish_reason": "' in data):
             self.finish_seen = True
         if has_object_field(data, b'"usage"'):
             obj = orjson.loads(data)
