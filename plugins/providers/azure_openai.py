@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from gateway.adapter import UpstreamRequest
 from gateway.operations import Operation
-from plugins.providers.openai import PATHS, CompatOptions, OpenAIAdapter
+from plugins.providers.openai import PATHS, CompatOptions, OpenAICompatibleAdapter
 
 # The first GA api-version whose streams honour stream_options.include_usage.
 STREAM_USAGE_SINCE = "2024-09-01"
@@ -29,7 +29,7 @@ class AzureOptions(CompatOptions):
     deployments: dict[str, str] = Field(default_factory=dict)
 
 
-class AzureOpenAIAdapter(OpenAIAdapter):
+class AzureOpenAIAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = AzureOptions
     default_base_url: ClassVar[str | None] = None  # the resource root is per customer
     options: AzureOptions

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from gateway.operations import Operation
-from plugins.providers.openai import CompatOptions, OpenAIAdapter, OpenAIStreamTranslator
+from plugins.providers.openai import CompatOptions, OpenAICompatibleAdapter, OpenAIStreamTranslator
 
 # Fields whose value is never legitimately the text "None" (objects, lists, enums, ids).
 NULLABLE = frozenset({
@@ -45,7 +45,7 @@ class BlackboxStreamTranslator(OpenAIStreamTranslator):
         return none_to_null(obj)
 
 
-class BlackboxAdapter(OpenAIAdapter):
+class BlackboxAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = CompatOptions
     operations = frozenset({"chat"})
     default_base_url: ClassVar[str | None] = "https://api.blackbox.ai"

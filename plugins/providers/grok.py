@@ -12,10 +12,10 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from gateway.errors import GatewayError
-from plugins.providers.openai import CompatOptions, OpenAIAdapter
+from plugins.providers.openai import CompatOptions, OpenAICompatibleAdapter
 
 
-class GrokAdapter(OpenAIAdapter):
+class GrokAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = CompatOptions
     default_base_url: ClassVar[str | None] = "https://api.x.ai/v1"
 

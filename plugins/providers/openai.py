@@ -58,6 +58,23 @@ class OpenAIOptions(CompatOptions):
     project: str | None = None
 
 
+def has_empty_array(data: bytes, key: bytes) -> bool:
+    """True when the first ``key`` (quoted) is followed by ``[]``. One ``find`` that stops early:
+    ``"choices"`` sits near the start of every chunk."""
+    i = data.find(key)
+    if i == -1:
+        return False
+    i += len(key)
+    while i < len(data) and data[i] in b" \t\r\n:":
+        i += 1
+    if i >= len(data) or data[i] != 91:  # "["
+        return False
+    i += 1
+    while i < len(data) and data[i] in b" \t\r\n":
+        i += 1
+    return i < len(data) and data[i] == 93  # "]"
+
+
 def has_object_field(data: bytes, key: bytes) -> bool:
     """True when ``key`` (quoted) is followed by an object (``{``) anywhere in ``data``: a cheap
     test that never decodes, robust to whitespace after the colon."""
@@ -96,6 +113,11 @@ class OpenAIStreamTranslator(StreamTranslator):
     #: whether a stream must end with ``[DONE]`` (some vendors just close the connection; then a
     #: ``finish_reason`` must have been seen).
     done_required: ClassVar[bool] = True
+    #: in-stream errors may sit anywhere in a chunk (an ``error`` object beside ``choices``, or
+    #: ``finish_reason: "error"``); OpenAI itself only sends ``{"error": ...}`` events.
+    error_anywhere: ClassVar[bool] = True
+    #: drop chunks with ``choices: []`` and no usage (annotation-only chunks some vendors send).
+    drop_empty_choices: ClassVar[bool] = True
 
     def __init__(self, client_wants_usage: bool) -> None:
         super().__init__()
@@ -112,11 +134,13 @@ class OpenAIStreamTranslator(StreamTranslator):
         if not data or data[0] != 123 or data[-1] != 125:  # "{" ... "}"
             # O(1) guard instead of a JSON parse per chunk: catches garbage and truncated events.
             raise UpstreamProtocolError("upstream sent a malformed stream event")
-        if event.event == "error" or b'"error"' in data:
+        if event.event == "error" or (
+            b'"error"' in data if self.error_anywhere else data.startswith(b'{"error"')
+        ):
             self.check_error(data)
         if not self.done_required and (b'"finish_reason":"' in data or b'"finish_reason": "' in data):
             self.finish_seen = True
-        if has_object_field(data, b'"usage"'):
+        if not data.endswith(b'"usage":null}') and b'"usage"' in data and has_object_field(data, b'"usage"'):
             obj = orjson.loads(data)
             self.usage = obj.pop("usage")
             if not obj.get("choices"):
@@ -125,7 +149,7 @@ class OpenAIStreamTranslator(StreamTranslator):
             obj = self.transform(obj)
             self._head = {k: obj[k] for k in HEAD_KEYS if k in obj}
             return (Chunk.of(obj),)
-        if b'"choices":[]' in data or b'"choices": []' in data:
+        if self.drop_empty_choices and has_empty_array(data, b'"choices"'):
             return ()  # e.g. a prompt-filter annotation chunk with nothing for the client
         if self.needs_edit(data):
             return (Chunk.of(self.transform(orjson.loads(data))),)
@@ -159,7 +183,9 @@ class OpenAIStreamTranslator(StreamTranslator):
         return ()
 
 
-class OpenAIAdapter(ProviderAdapter):
+class OpenAICompatibleAdapter(ProviderAdapter):
+    """The base of every OpenAI-compatible vendor: each subclass keeps only its differences."""
+
     options_model: ClassVar[type[BaseModel]] = OpenAIOptions
     operations = frozenset({"chat", "completions", "embeddings"})
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
@@ -246,3 +272,17 @@ class OpenAIAdapter(ProviderAdapter):
     # -- models and health ----------------------------------------------------------------------
     def models_request(self) -> UpstreamRequest | None:
         return UpstreamRequest("GET", self.base_url + "/models", dict(self.headers))
+
+
+class OpenAINativeTranslator(OpenAIStreamTranslator):
+    """OpenAI's own streams: errors only as ``{"error": ...}`` events and no annotation-only
+    chunks, so two byte scans per chunk are saved."""
+
+    error_anywhere = False
+    drop_empty_choices = False
+
+
+class OpenAIAdapter(OpenAICompatibleAdapter):
+    """OpenAI itself."""
+
+    translator_class = OpenAINativeTranslator

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from gateway.adapter import upstream_status_error
 from gateway.errors import GatewayError
-from plugins.providers.openai import CompatOptions, OpenAIAdapter
+from plugins.providers.openai import CompatOptions, OpenAICompatibleAdapter
 
 
 class OpenRouterOptions(CompatOptions):
@@ -25,7 +25,7 @@ class OpenRouterOptions(CompatOptions):
     x_title: str | None = Field(None, min_length=1)
 
 
-class OpenRouterAdapter(OpenAIAdapter):
+class OpenRouterAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = OpenRouterOptions
     default_base_url: ClassVar[str | None] = "https://openrouter.ai/api/v1"
     options: OpenRouterOptions

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from gateway.errors import InvalidRequestError
 from gateway.operations import Operation
-from plugins.providers.openai import CompatOptions, OpenAIAdapter, OpenAIStreamTranslator
+from plugins.providers.openai import CompatOptions, OpenAICompatibleAdapter, OpenAIStreamTranslator
 
 # Fields that would change what the client gets back if silently dropped: a 400 names them.
 REJECTED: dict[str, Callable[[Any], bool]] = {
@@ -42,7 +42,7 @@ class PerplexityStreamTranslator(OpenAIStreamTranslator):
         return obj
 
 
-class PerplexityAdapter(OpenAIAdapter):
+class PerplexityAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = CompatOptions
     operations = frozenset({"chat"})
     default_base_url: ClassVar[str | None] = "https://api.perplexity.ai"

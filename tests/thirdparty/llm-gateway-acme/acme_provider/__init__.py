@@ -6,10 +6,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from plugins.providers.openai import CompatOptions, OpenAIAdapter
+from plugins.providers.openai import CompatOptions, OpenAICompatibleAdapter
 
 
-class AcmeAdapter(OpenAIAdapter):
+class AcmeAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = CompatOptions
     operations = frozenset({"chat", "embeddings"})
     default_base_url: ClassVar[str | None] = "https://api.acme.example/v1"
