@@ -1,9 +1,9 @@
 """One structured access-log line per API request, on the logger ``llm_gateway.access`` at INFO.
 
-On by default (aiohttp's own access log, ``server.access_log``, is off by default and knows nothing
-of providers, tokens or time to first token). Turn it off with ``plugins: {disabled: [access_log]}``
-or ``logging: {loggers: {llm_gateway.access: warning}}``; below the logger's level nothing is
-formatted at all.
+Off by default, like aiohttp's own access log: metrics and traces carry the same information, and a
+log line per request is the largest per-request cost a gateway can pay for nothing. Turn it on with
+``access_log: {enabled: true}``; only then is a request hook registered at all, and below the
+logger's level nothing is formatted.
 
 The line is ``key=value`` pairs (values with spaces, quotes or control characters JSON-quoted, so
 a client cannot forge a line); the same pairs travel as the record's ``fields``, which the
@@ -20,8 +20,12 @@ import re
 from typing import Any
 
 import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from gateway import Outcome, RequestContext, hookimpl
+from gateway.config import GatewayConfig
+from gateway.keys import GATEWAY
 
 log = logging.getLogger("llm_gateway.access")
 
@@ -66,9 +70,30 @@ def line(entry: dict[str, Any]) -> str:
     return " ".join([f"{key}={render(value)}" for key, value in entry.items()])
 
 
+class AccessLogConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+
+
 @hookimpl
-def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    if not log.isEnabledFor(logging.INFO):
-        return
-    entry = fields(ctx, outcome)
-    log.info("%s", line(entry), extra={"fields": entry})
+def gateway_config_sections() -> dict[str, type[BaseModel]]:
+    return {"access_log": AccessLogConfig}
+
+
+@hookimpl
+def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
+    settings = config.section("access_log") or AccessLogConfig()
+    if settings.enabled:
+        app[GATEWAY].pm.register(AccessLogger(), name="access_log.requests")
+
+
+class AccessLogger:
+    """The per-request hook, registered only when the access log is enabled."""
+
+    @hookimpl
+    def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        entry = fields(ctx, outcome)
+        log.info("%s", line(entry), extra={"fields": entry})

@@ -72,6 +72,7 @@ def leak_config(stub: StubUpstream, log_format: str) -> dict[str, Any]:
         auth={"keys": [{"name": "team", "key": CLIENT_KEY}]},
         server={"max_body_bytes": 4096},
         logging={"format": log_format, "level": "debug"},
+        access_log={"enabled": True},
     )
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 
 import plugins.access_log as access_log
+from tests.conftest import make_config
 
 USER = [{"role": "user", "content": "hello world"}]
+
+
+ON = make_config(access_log={"enabled": True})
 
 
 def access_records(caplog) -> list[logging.LogRecord]:
@@ -15,7 +19,7 @@ def access_records(caplog) -> list[logging.LogRecord]:
 
 async def test_one_line_per_request_with_structured_fields(gateway, http, caplog):
     caplog.set_level(logging.INFO)
-    gw = await gateway()
+    gw = await gateway(ON)
     async with http.post(gw.v1 + "/chat/completions", json={"model": "mock-1", "messages": USER},
                          headers={"x-request-id": "req-test-1"}) as resp:
         assert resp.status == 200
@@ -31,7 +35,7 @@ async def test_one_line_per_request_with_structured_fields(gateway, http, caplog
 
 async def test_client_chosen_text_is_quoted_so_it_cannot_forge_a_line(gateway, http, caplog):
     caplog.set_level(logging.INFO)
-    gw = await gateway()
+    gw = await gateway(ON)
     model = 'nope status=200\nrequest_id=forged "x"'
     async with http.post(gw.v1 + "/chat/completions", json={"model": model, "messages": USER}) as resp:
         assert resp.status == 404
@@ -46,10 +50,18 @@ async def test_nothing_is_formatted_below_the_logger_level(gateway, http, caplog
     caplog.set_level(logging.WARNING, logger="llm_gateway.access")
     calls: list[object] = []
     monkeypatch.setattr(access_log, "line", lambda entry: calls.append(entry) or "")
-    gw = await gateway()
+    gw = await gateway(ON)
     async with http.post(gw.v1 + "/chat/completions", json={"model": "mock-1", "messages": USER}) as resp:
         assert resp.status == 200
     assert calls == [] and access_records(caplog) == []
+
+
+async def test_off_by_default_with_no_request_hook(gateway):
+    gw = await gateway()
+    assert gw.gw.pm.get_plugin("access_log.requests") is None
+    assert not gw.gw.on_request_finished or all(
+        impl.plugin_name != "access_log.requests"
+        for impl in gw.gw.pm.hook.gateway_request_finished.get_hookimpls())
 
 
 def test_render_quotes_only_what_needs_it():
