@@ -79,6 +79,12 @@ class StreamTranslator:
     def feed(self, event: SSEEvent) -> Iterable[Chunk]:
         raise NotImplementedError
 
+    def passthrough(self, data: bytes) -> bool:
+        """May claim one whole upstream read (it starts and ends on event boundaries) as already
+        valid OpenAI SSE that needs no translation, no usage reading and no error handling: the
+        core then relays the bytes untouched. Only asked when no plugin wraps the stream."""
+        return False
+
     def finish(self) -> Iterable[Chunk]:
         if not self.done:
             raise UpstreamProtocolError("upstream stream ended before its final event")

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -49,8 +50,8 @@ class UpstreamStream:
     """An upstream stream whose first batch already arrived. Chunks come in batches: the ones
     decoded from one upstream read, written to the client in one write (no syscall per event)."""
 
-    first: list[Chunk]
-    rest: AsyncIterator[list[Chunk]]
+    first: list[Chunk] | bytes
+    rest: AsyncIterator[list[Chunk] | bytes]  # bytes: a read relayed as is (see passthrough)
     translator: StreamTranslator
     total_s: float  # the serving provider's bound on the whole stream
 
@@ -95,8 +96,10 @@ class Dispatcher:
     async def send(self, ctx: RequestContext) -> dict[str, Any]:
         return await self._with_retries(ctx, self._send_once)
 
-    async def open_stream(self, ctx: RequestContext) -> UpstreamStream:
-        return await self._with_retries(ctx, self._stream_once)
+    async def open_stream(self, ctx: RequestContext, raw_ok: bool = False) -> UpstreamStream:
+        """``raw_ok``: nobody wraps the chunks, so reads the translator passes through may be
+        relayed as raw bytes."""
+        return await self._with_retries(ctx, partial(self._stream_once, raw_ok=raw_ok))
 
     async def _with_retries(
         self, ctx: RequestContext, once: Callable[[RequestContext, Target], Awaitable[R]]
@@ -220,7 +223,7 @@ class Dispatcher:
             provider.in_flight -= 1
             self._end(ctx, provider, attempt, error)
 
-    async def _stream_once(self, ctx: RequestContext, target: Target) -> UpstreamStream:
+    async def _stream_once(self, ctx: RequestContext, target: Target, raw_ok: bool = False) -> UpstreamStream:
         provider, adapter = target.provider, target.provider.adapter
         op = ctx.op
         if op is None:
@@ -229,7 +232,7 @@ class Dispatcher:
         translator = adapter.stream_translator(op, ctx.body, target.model)
         attempt = self._begin(ctx, target, stream=True)
         req.headers.update(attempt.headers)
-        chunks = self._chunks(provider, req, translator, attempt)
+        chunks = self._chunks(provider, req, translator, attempt, raw_ok)
         error: BaseException | None = None
         try:
             first = await anext(chunks, [])
@@ -242,8 +245,8 @@ class Dispatcher:
         return UpstreamStream(first, chunks, translator, provider.config.timeouts.total_s)
 
     async def _chunks(
-        self, provider: Provider, req: Any, translator: StreamTranslator, attempt: Attempt
-    ) -> AsyncIterator[list[Chunk]]:
+        self, provider: Provider, req: Any, translator: StreamTranslator, attempt: Attempt, raw_ok: bool
+    ) -> AsyncIterator[list[Chunk] | bytes]:
         provider.in_flight += 1
         try:
             async with provider.transport.stream(req) as body:
@@ -253,6 +256,9 @@ class Dispatcher:
                         raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
                     decoder = SSEDecoder()
                     async for data in body.iter_any():
+                        if raw_ok and decoder.idle and translator.passthrough(data):
+                            yield data
+                            continue
                         batch, failure = translate(decoder.feed, data, translator)
                         if batch:
                             yield batch

@@ -116,7 +116,9 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
             if short is not None:
                 return await respond_short(gw, ctx, short, outcome)
         if ctx.stream:
-            return await stream(gw, ctx, await gw.dispatcher.open_stream(ctx), outcome)
+            wrappers = gw.stream_wrappers(ctx)
+            upstream = await gw.dispatcher.open_stream(ctx, raw_ok=not wrappers)
+            return await stream(gw, ctx, upstream, wrappers, outcome)
         result = await gw.dispatcher.send(ctx)
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
@@ -183,13 +185,10 @@ def new_sse_response(gw: Gateway, ctx: RequestContext) -> SSEResponse:
     )
 
 
-async def stream(gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, outcome: Outcome) -> web.StreamResponse:
+async def stream(
+    gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, wrappers: list[Any], outcome: Outcome
+) -> web.StreamResponse:
     """Relay chunks as they arrive. Past this point errors become one SSE error event."""
-    try:
-        wrappers = gw.stream_wrappers(ctx)
-    except BaseException:
-        await aclose(upstream.rest)  # nothing was sent yet: the caller answers with an envelope
-        raise
     resp = new_sse_response(gw, ctx)
     chunks = upstream.rest
     try:

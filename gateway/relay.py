@@ -45,9 +45,11 @@ class SSEResponse(EventSourceResponse):
     async def send_chunk(self, chunk: Chunk) -> None:
         await self.write(b"data: " + chunk.data + b"\n\n")
 
-    async def send_batch(self, batch: list[Chunk]) -> None:
-        """Chunks decoded from one upstream read go out in one write."""
-        if len(batch) == 1:
+    async def send_batch(self, batch: list[Chunk] | bytes) -> None:
+        """Chunks decoded from one upstream read go out in one write (bytes: relayed as read)."""
+        if type(batch) is bytes:
+            await self.write(batch)
+        elif len(batch) == 1:
             await self.write(b"data: " + batch[0].data + b"\n\n")
         else:
             await self.write(b"".join([b"data: " + c.data + b"\n\n" for c in batch]))
@@ -64,7 +66,7 @@ class SSEResponse(EventSourceResponse):
             self._ping_task.cancel()
 
 
-async def flatten(first: list[Chunk], rest: AsyncIterator[list[Chunk]]) -> AsyncIterator[Chunk]:
+async def flatten(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Chunk]:
     """One chunk at a time over the first batch and the rest (only built for stream wrappers)."""
     for chunk in first:
         yield chunk

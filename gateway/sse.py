@@ -29,6 +29,10 @@ class SSEDecoder:
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not self._buf and not self._data and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            fast = self._feed_simple(chunk)
+            if fast is not None:
+                return fast
         if self._buf:
             chunk = self._buf + chunk
         if b"\r" in chunk:
@@ -44,6 +48,21 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)
+        return events
+
+    @property
+    def idle(self) -> bool:
+        """At an event boundary: nothing buffered, no event half-built."""
+        return not self._buf and not self._data and self._event is None
+
+    def _feed_simple(self, chunk: bytes) -> list[SSEEvent] | None:
+        """The shape almost every read has: whole ``data: ...`` events and nothing else. None
+        when anything else is in there (names, comments, multi-line data): the general path."""
+        events = []
+        for part in chunk.split(b"\n\n")[:-1]:
+            if not part.startswith(b"data: ") or b"\n" in part:
+                return None
+            events.append(SSEEvent(part[6:], None, self._id))
         return events
 
     def flush(self) -> list[SSEEvent]:

@@ -281,6 +281,21 @@ class OpenAINativeTranslator(OpenAIStreamTranslator):
     error_anywhere = False
     drop_empty_choices = False
 
+    def passthrough(self, data: bytes) -> bool:
+        """A read of plain content events is relayed as is: a handful of scans over the whole
+        read instead of decoding each event. Anything that needs work (the terminator, usage,
+        an error, event names, CR line ends, an event that is not one JSON object) takes the
+        event-by-event path."""
+        return (
+            data.endswith(b"}\n\n")
+            and data.startswith(b"data: {")
+            and data.count(b"\n\n") == data.count(b"}\n\ndata: {") + 1
+            and b'"usage":{' not in data
+            and b'"usage": {' not in data
+            and b'{"error"' not in data
+            and b"\r" not in data
+        )
+
 
 class OpenAIAdapter(OpenAICompatibleAdapter):
     """OpenAI itself."""
