@@ -79,11 +79,12 @@ class StreamTranslator:
     def feed(self, event: SSEEvent) -> Iterable[Chunk]:
         raise NotImplementedError
 
-    def passthrough(self, data: bytes) -> bool:
-        """May claim one whole upstream read (it starts and ends on event boundaries) as already
-        valid OpenAI SSE that needs no translation, no usage reading and no error handling: the
-        core then relays the bytes untouched. Only asked when no plugin wraps the stream."""
-        return False
+    def passthrough(self, data: bytes) -> int:
+        """How many leading bytes of an upstream read (which starts on an event boundary) are
+        already valid OpenAI SSE needing no translation, usage reading or error handling: the core
+        relays them untouched and decodes only the rest. Only asked when no plugin wraps the
+        stream; the answer must end on an event boundary. 0: decode everything."""
+        return 0
 
     def finish(self) -> Iterable[Chunk]:
         if not self.done:

@@ -256,9 +256,13 @@ class Dispatcher:
                         raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
                     decoder = SSEDecoder()
                     async for data in body.iter_any():
-                        if raw_ok and decoder.idle and translator.passthrough(data):
-                            yield data
-                            continue
+                        if raw_ok and decoder.idle:
+                            relayed = translator.passthrough(data)
+                            if relayed:
+                                yield data if relayed == len(data) else data[:relayed]
+                                if relayed == len(data):
+                                    continue
+                                data = data[relayed:]
                         batch, failure = translate(decoder.feed, data, translator)
                         if batch:
                             yield batch

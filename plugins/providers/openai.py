@@ -274,6 +274,9 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         return UpstreamRequest("GET", self.base_url + "/models", dict(self.headers))
 
 
+PASSTHROUGH_STOPS = (b"data: [DONE]", b'"usage":{', b'"usage": {', b'{"error"', b"\nevent:")
+
+
 class OpenAINativeTranslator(OpenAIStreamTranslator):
     """OpenAI's own streams: errors only as ``{"error": ...}`` events and no annotation-only
     chunks, so two byte scans per chunk are saved."""
@@ -281,20 +284,25 @@ class OpenAINativeTranslator(OpenAIStreamTranslator):
     error_anywhere = False
     drop_empty_choices = False
 
-    def passthrough(self, data: bytes) -> bool:
-        """A read of plain content events is relayed as is: a handful of scans over the whole
-        read instead of decoding each event. Anything that needs work (the terminator, usage,
-        an error, event names, CR line ends, an event that is not one JSON object) takes the
-        event-by-event path."""
-        return (
-            data.endswith(b"}\n\n")
-            and data.startswith(b"data: {")
-            and data.count(b"\n\n") == data.count(b"}\n\ndata: {") + 1
-            and b'"usage":{' not in data
-            and b'"usage": {' not in data
-            and b'{"error"' not in data
-            and b"\r" not in data
-        )
+    def passthrough(self, data: bytes) -> int:
+        """Plain content events are relayed as read: a handful of scans over the read instead of
+        decoding each event. From the first event that needs work (the terminator, usage, an
+        error, an event name) the rest is decoded; a read with CR line ends or an event that is
+        not one JSON object is decoded whole."""
+        if not data.startswith(b"data: {") or b"\r" in data:
+            return 0
+        cut = len(data)
+        for marker in PASSTHROUGH_STOPS:
+            found = data.find(marker, 0, cut)
+            if found != -1:
+                cut = found
+        if cut < len(data):
+            cut = data.rfind(b"\n\n", 0, cut + 1) + 2  # back to the start of that event
+            if cut < 2:
+                return 0
+        if data[cut - 3:cut] != b"}\n\n" or data.count(b"\n\n", 0, cut) != data.count(b"}\n\ndata: {", 0, cut) + 1:
+            return 0
+        return cut
 
 
 class OpenAIAdapter(OpenAICompatibleAdapter):

@@ -1,5 +1,5 @@
-"""OpenAI's own streams: whole reads of plain content events are relayed as is; anything that needs
-work goes event by event."""
+"""OpenAI's own streams: plain content events are relayed as read; from the first event that needs
+work, the rest of the read goes event by event."""
 
 from __future__ import annotations
 
@@ -10,18 +10,22 @@ from plugins.providers.openai import OpenAINativeTranslator
 
 EVENT = b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "choices": [
     {"index": 0, "delta": {"content": "hi"}, "finish_reason": None}], "usage": None}) + b"\n\n"
+DONE = b"data: [DONE]\n\n"
+USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1}}\n\n'
 
 
 @pytest.mark.parametrize("read,relayed", [
-    (EVENT, True),
-    (EVENT * 5, True),
-    (EVENT + b"data: [DONE]\n\n", False),  # the terminator is the gateway's to write
-    (EVENT + b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1}}\n\n', False),  # usage is read
-    (EVENT + b'data: {"error":{"message":"boom"}}\n\n', False),  # errors become error events
-    (EVENT + b"data: {not json\n\n" + EVENT, False),  # a broken event is caught
-    (EVENT.replace(b"\n\n", b"\r\n\r\n"), False),
-    (b"event: x\n" + EVENT, False),
-    (EVENT[:-1], False),  # not on an event boundary
+    (EVENT, len(EVENT)),
+    (EVENT * 5, 5 * len(EVENT)),
+    (EVENT + DONE, len(EVENT)),  # the terminator is the gateway's to write
+    (EVENT * 2 + USAGE + DONE, 2 * len(EVENT)),  # usage is read
+    (EVENT + b'data: {"error":{"message":"boom"}}\n\n', len(EVENT)),  # errors become error events
+    (DONE, 0),
+    (EVENT + b"data: {not json\n\n" + EVENT, 0),  # a broken event is caught
+    (EVENT.replace(b"\n\n", b"\r\n\r\n"), 0),
+    (b"event: x\n" + EVENT, 0),
+    (EVENT + b"event: error\n" + EVENT, len(EVENT)),
+    (EVENT[:-1], 0),  # not on an event boundary
 ])
-def test_which_reads_are_relayed_untouched(read, relayed):
-    assert OpenAINativeTranslator(client_wants_usage=False).passthrough(read) is relayed
+def test_how_much_of_a_read_is_relayed_untouched(read, relayed):
+    assert OpenAINativeTranslator(client_wants_usage=False).passthrough(read) == relayed
