@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from gateway import AuthenticationError, PermissionDeniedError, Principal, RequestContext, hookimpl
 from gateway.config import AuthKeyConfig, GatewayConfig
+from gateway.plugin_manager import stand_down
 
 HASHED_PREFIX = "sha256:"
 
@@ -73,6 +75,9 @@ def allowed(patterns: tuple[str, ...], names: list[str]) -> bool:
 
 @hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
+    if not config.auth.keys:
+        stand_down(app, sys.modules[__name__])  # auth off: nothing on the request path
+        return
     app[AUTH] = AuthState(tuple(
         KeyEntry(k.name, key_digest(k), tuple(k.models)) for k in config.auth.keys
     ))

@@ -20,6 +20,7 @@ by all keys allowed to use a model.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from gateway import RequestContext, ShortCircuit, StashKey, hookimpl
 from gateway.config import GatewayConfig
+from gateway.plugin_manager import stand_down
 
 CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
 CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
@@ -177,8 +179,10 @@ def gateway_config_sections() -> dict[str, type[BaseModel]]:
 @hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     settings: CacheSettings = config.section("cache") or CacheSettings()
-    if settings.enabled:
-        app[CACHE] = CacheState(InProcessLRU(settings.max_entries, settings.max_bytes), settings.ttl_s)
+    if not settings.enabled:
+        stand_down(app, sys.modules[__name__])  # cache off: nothing on the request path
+        return
+    app[CACHE] = CacheState(InProcessLRU(settings.max_entries, settings.max_bytes), settings.ttl_s)
 
 
 @hookimpl

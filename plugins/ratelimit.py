@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from gateway import Outcome, RateLimitError, RequestContext, StashKey, hookimpl
 from gateway.config import GatewayConfig, RateLimitSpec
+from gateway.plugin_manager import stand_down
 from plugins.ratelimit_backend import (
     REQUESTS,
     TOKENS,
@@ -188,8 +190,10 @@ def gateway_config_sections() -> dict[str, type[BaseModel]]:
 @hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     state = build_state(config)
-    if state is not None:
-        app[RATE_LIMIT] = state
+    if state is None:
+        stand_down(app, sys.modules[__name__])  # no limits configured: nothing on the request path
+        return
+    app[RATE_LIMIT] = state
 
 
 @hookimpl(trylast=True)
