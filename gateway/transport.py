@@ -92,6 +92,8 @@ class HttpTransport:
         self.provider = provider
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        self._plain_timeout: aiohttp.ClientTimeout | None = None
+        self._stream_timeout: aiohttp.ClientTimeout | None = None
 
     async def open(self) -> None:
         pool, t = self.config.pool, self.config.timeouts
@@ -101,12 +103,14 @@ class HttpTransport:
             keepalive_timeout=pool.keepalive_s,
             ttl_dns_cache=int(pool.dns_cache_s),
         )
-        # sock_read bounds every wait for upstream bytes (idle between chunks, and the head);
-        # first_byte_s and total_s are enforced around the calls below.
+        # sock_connect costs a timer only when a new connection is made. A non-stream request is
+        # bounded by one asyncio timer (first byte, then total) below; streams add sock_read, the
+        # idle bound between chunks, which aiohttp re-arms on every read.
+        self._plain_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.idle_s)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_connect=t.connect_s,
-                                          sock_read=t.idle_s),
+            timeout=self._plain_timeout,
             skip_auto_headers=("User-Agent",),
             trust_env=False,
         )
@@ -122,13 +126,15 @@ class HttpTransport:
             raise RuntimeError(f"transport for provider {self.provider!r} is not open")
         return self._session
 
-    def _request(self, req: UpstreamRequest) -> Any:
+    def _request(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout | None = None) -> Any:
         headers = req.headers
         data = None
         if req.json is not None:
             data = orjson.dumps(req.json)
             headers = {"Content-Type": "application/json", **headers}
-        return self.session.request(req.method, req.url, headers=headers, data=data)
+        return self.session.request(
+            req.method, req.url, headers=headers, data=data, timeout=timeout or self._plain_timeout
+        )
 
     async def send(self, req: UpstreamRequest) -> RawResponse:
         t = self.config.timeouts
@@ -146,7 +152,7 @@ class HttpTransport:
     async def stream(self, req: UpstreamRequest) -> AsyncIterator[StreamBody]:
         with mapped_errors(self.provider):
             async with asyncio.timeout(self.config.timeouts.first_byte_s):
-                resp = await self._request(req)
+                resp = await self._request(req, self._stream_timeout)
         try:
             yield _AiohttpBody(resp)
         finally:
