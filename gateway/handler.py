@@ -213,8 +213,10 @@ async def stream(
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
     except TimeoutError:
+        # total_s also covers writes to a slow client, so the vendor's circuit is not charged.
         await stream_failed(gw, ctx, resp, UpstreamTimeoutError(
-            f"{ctx.provider}: stream exceeded the total time limit", provider=ctx.provider), outcome)
+            f"{ctx.provider}: stream exceeded the total time limit", provider=ctx.provider), outcome,
+            blame_provider=False)
     except GatewayError as exc:
         await stream_failed(gw, ctx, resp, exc, outcome)
     except Exception:
@@ -231,11 +233,12 @@ async def stream(
 
 
 async def stream_failed(
-    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome
+    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome,
+    blame_provider: bool = True,
 ) -> None:
     gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
-    if ctx.target is not None and blames_provider(error):
+    if blame_provider and ctx.target is not None and blames_provider(error):
         ctx.target.provider.breaker.record(False)
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)
