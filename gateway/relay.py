@@ -55,9 +55,9 @@ class SSEResponse(EventSourceResponse):
             await self.write(b"".join([b"data: " + c.data + b"\n\n" for c in batch]))
 
     async def close_stream(self, tail: bytes = b"") -> None:
-        if self._ping_task is not None:
-            self.stop_streaming()
-            await self.wait()
+        # Cancelled, not awaited: the ping task ends on its own at the next loop turn, and the
+        # stream does not wait a turn for it.
+        self.stop_pinging()
         await self.write_eof(tail)
 
     def stop_pinging(self) -> None:
