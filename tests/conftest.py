@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from aiohttp import web
 
@@ -74,6 +75,21 @@ async def gateway() -> AsyncIterator[StartGateway]:
     yield start
     for gw in reversed(running):
         await gw.runner.cleanup()
+
+
+@pytest.fixture
+async def sdk() -> AsyncIterator[Callable[[RunningGateway], openai.AsyncOpenAI]]:
+    """``client = sdk(gw)``: the official openai SDK pointed at a gateway, closed at teardown."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    def make(gw: RunningGateway) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
 
 
 @pytest.fixture

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -27,3 +31,25 @@ async def read_events(resp: aiohttp.ClientResponse) -> list[bytes]:
             frame, buf = buf.split(b"\n\n", 1)
             events += [line[6:] for line in frame.split(b"\n") if line.startswith(b"data: ")]
     return events
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_healthy(url: str, proc: asyncio.subprocess.Process, explain: Callable[[], str] = str) -> None:
+    """Poll ``/health`` of a gateway subprocess until it answers 200 (30 s at most)."""
+    deadline = time.monotonic() + 30  # generous: a loaded CI box starts Python slowly
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            assert proc.returncode is None, f"gateway exited early {explain()}"
+            try:
+                async with http.get(url + "/health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"gateway did not become healthy {explain()}")

@@ -25,20 +25,14 @@ def provider(url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def setup(gateway, emulator):
+def setup(gateway, emulator, sdk):
     """(emulator, SDK client) with a gateway in between; ``setup(**provider_overrides)``."""
-    clients: list[openai.AsyncOpenAI] = []
 
     async def start(**overrides: Any):
         emu = await emulator("anthropic", api_key="sk-ant-test")
-        gw = await gateway(make_config(provider(emu.url, **overrides)))
-        client = openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0)
-        clients.append(client)
-        return emu, client
+        return emu, sdk(await gateway(make_config(provider(emu.url, **overrides))))
 
-    yield start
-    for client in clients:
-        await client.close()
+    return start
 
 
 async def collect(stream: AsyncIterator[Any]) -> list[Any]:

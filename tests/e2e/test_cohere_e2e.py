@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
@@ -31,20 +31,14 @@ Setup = Callable[..., Awaitable[tuple[Any, openai.AsyncOpenAI]]]
 
 
 @pytest.fixture
-async def setup(gateway, emulator) -> AsyncIterator[Setup]:
+def setup(gateway, emulator, sdk) -> Setup:
     """``emu, client = await setup(**provider_extra)``: emulator + gateway + SDK client (closed after)."""
-    clients: list[openai.AsyncOpenAI] = []
 
     async def start(**extra: Any) -> tuple[Any, openai.AsyncOpenAI]:
         emu = await emulator("cohere", api_key="co-key")
-        gw = await gateway(make_config(cohere_provider(emu.url, **extra)))
-        client = openai.AsyncOpenAI(base_url=gw.v1, api_key="x", max_retries=0)
-        clients.append(client)
-        return emu, client
+        return emu, sdk(await gateway(make_config(cohere_provider(emu.url, **extra))))
 
-    yield start
-    for client in clients:
-        await client.close()
+    return start
 
 
 async def test_chat_places_system_as_a_system_message_and_reports_billed_usage(setup):

@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
-import time
 from pathlib import Path
 
-import aiohttp
 import openai
 import pytest
 import yaml
+
+from tests.support import free_port, wait_healthy
 
 DIST = Path(__file__).parents[1] / "thirdparty" / "llm-gateway-acme"
 KEY = "acme-upstream-key"
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.timeout(90)
 def cli() -> list[str]:
     script = Path(sys.executable).with_name("llm-gateway")
     return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
@@ -49,21 +42,6 @@ async def run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
 
 def read_log(log: Path) -> str:
     return log.read_text(errors="replace")
-
-
-async def wait_healthy(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
-    deadline = time.monotonic() + 30  # generous: a loaded CI box starts Python slowly
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            assert proc.returncode is None, read_log(log)
-            try:
-                async with http.get(url + "/health") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"gateway did not become healthy:\n{read_log(log)}")
 
 
 async def test_entry_point_provider_and_hook_plugin_work_with_no_gateway_change(emulator, tmp_path: Path) -> None:
@@ -97,7 +75,7 @@ async def test_entry_point_provider_and_hook_plugin_work_with_no_gateway_change(
         async with asyncio.TaskGroup() as tg:
             check = tg.create_task(run(*cli(), "check-config", str(config), env=env, cwd=tmp_path))
             providers = tg.create_task(run(*cli(), "providers", env=env, cwd=tmp_path))
-            tg.create_task(wait_healthy(url, proc, log))
+            tg.create_task(wait_healthy(url, proc, lambda: read_log(log)))
         (checked, check_out), (listed, listing) = check.result(), providers.result()
         assert checked == 0, check_out
         assert listed == 0 and any(line.split()[:2] == ["acme", "acme_provider:AcmeAdapter"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.e2e.test_shutdown import free_port, wait_healthy
+from tests.support import free_port, wait_healthy
 
 
 def workers_of(pid: int) -> list[int]:
