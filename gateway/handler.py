@@ -105,6 +105,8 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
     ctx = RequestContext(request, op, request_id(request))
     outcome = Outcome(status=200)
     try:
+        if gw.on_request_started:
+            gw.pm.hook.gateway_request_started(ctx=ctx)
         await authenticate(gw, ctx)
         ctx.body = await read_json(request, gw.config.server.max_body_bytes)
         validate(op, ctx)

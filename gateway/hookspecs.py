@@ -53,6 +53,12 @@ def gateway_shutdown(app: web.Application) -> Any:
 
 
 @hookspec
+def gateway_request_started(ctx: RequestContext) -> None:
+    """Sync, first thing for every API request (headers only, before authentication). Observe
+    only, e.g. start a span or a timer; must not block. All run."""
+
+
+@hookspec
 def gateway_authenticate(ctx: RequestContext) -> Principal | None:
     """Headers only, before the body is read. Return a ``Principal`` for a known key, None when
     the request carries no key this plugin knows; raise ``AuthenticationError`` for a presented

@@ -48,6 +48,7 @@ class Gateway:
         self.hooks = Hooks(self.pm)
         self.dispatcher = Dispatcher(self.hooks, self.scrubber)
         has = self.hooks.has
+        self.on_request_started = has("gateway_request_started")
         self.on_authenticate = has("gateway_authenticate")
         self.auth_required = bool(self.config.auth.keys)  # fail closed, whatever the plugins
         self.on_request_received = has("gateway_request_received")

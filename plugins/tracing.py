@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -114,7 +115,8 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     exporter = make_exporter(cfg, env)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=cfg.schedule_delay_ms))
     app[TRACING] = provider
-    app[GATEWAY].pm.register(RequestTracer(provider, cfg.capture_content), name="tracing.requests")
+    gw = app[GATEWAY]
+    gw.pm.register(RequestTracer(provider, cfg.capture_content, gw.scrubber.scrub), name="tracing.requests")
 
 
 @hookimpl
@@ -131,22 +133,34 @@ def epoch_ns(perf_start: float) -> int:
 class RequestTracer:
     """The per-request hooks, registered only when tracing is on."""
 
-    def __init__(self, provider: TracerProvider, capture_content: bool) -> None:
+    def __init__(self, provider: TracerProvider, capture_content: bool, scrub: Callable[[str], str]) -> None:
+        self.scrub = scrub
         self.tracer = provider.get_tracer("llm_gateway")
         self.propagator = TraceContextTextMapPropagator()
         self.capture_content = capture_content
 
-    @hookimpl(tryfirst=True)
-    def gateway_request_received(self, ctx: RequestContext) -> None:
+    @hookimpl
+    def gateway_request_started(self, ctx: RequestContext) -> None:
         op = ctx.op.name if ctx.op else "models"
         operation = OPERATION_NAMES.get(op, op)
         parent = self.propagator.extract(ctx.request.headers)
-        span = self.tracer.start_span(f"{operation} {ctx.model}", context=parent, kind=SpanKind.SERVER,
+        span = self.tracer.start_span(operation, context=parent, kind=SpanKind.SERVER,
                                       start_time=epoch_ns(ctx.started))
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": operation, "gen_ai.request.model": ctx.model or "",
-            "gen_ai.request.stream": ctx.stream, "http.request.method": ctx.request.method,
+        span.set_attributes({
+            "gen_ai.operation.name": operation, "http.request.method": ctx.request.method,
             "url.path": ctx.request.path, "llm_gateway.request_id": ctx.request_id,
+        })
+        ctx[SERVER_SPAN] = span
+
+    @hookimpl(tryfirst=True)
+    def gateway_request_received(self, ctx: RequestContext) -> None:
+        span = ctx.get(SERVER_SPAN)
+        if span is None:
+            return
+        model = self.scrub(ctx.model or "")  # client input: never let a pasted key into a span
+        span.update_name(f"{span.name} {model}")
+        attrs: dict[str, Any] = {
+            "gen_ai.request.model": model, "gen_ai.request.stream": ctx.stream,
             "llm_gateway.route": ",".join(t.label for t in ctx.targets),
         }
         if ctx.principal is not None:
@@ -158,7 +172,6 @@ class RequestTracer:
         if self.capture_content and ctx.op is not None:
             attrs["gen_ai.input.messages"] = str(ctx.body.get(ctx.op.input_field))[:8192]
         span.set_attributes(attrs)
-        ctx[SERVER_SPAN] = span
 
     @hookimpl
     def gateway_upstream_attempt(self, ctx: RequestContext, attempt: Attempt) -> None:

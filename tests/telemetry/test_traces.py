@@ -72,12 +72,18 @@ async def test_spans_for_plain_stream_retried_and_failed_requests(gateway, emula
         emu.state.script(Fault.status(400, "bad request"))
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        with pytest.raises(openai.NotFoundError):  # rejected before routing: still traced
+            await client.chat.completions.create(model="no-such-model", messages=messages)
     await asyncio.to_thread(gw.app[TRACING].force_flush)
 
     servers = [s for _, s in rec.spans if s.kind == s.SPAN_KIND_SERVER]
     clients = [s for _, s in rec.spans if s.kind == s.SPAN_KIND_CLIENT]
     assert {svc for svc, _ in rec.spans} == {"gw-test"}
-    assert len(servers) == 4 and len(clients) == 5  # the retried request made two attempts
+    assert len(servers) == 5 and len(clients) == 5  # the retried request made two attempts
+    unrouted = servers[4]
+    assert unrouted.name == "chat" and attrs(unrouted)["http.response.status_code"] == 404
+    assert unrouted.status.code == unrouted.status.STATUS_CODE_ERROR
+    servers = servers[:4]
 
     plain = servers[0]
     a = attrs(plain)
@@ -90,6 +96,7 @@ async def test_spans_for_plain_stream_retried_and_failed_requests(gateway, emula
     for c in clients:
         by_parent.setdefault(c.parent_span_id, []).append(c)
     assert [len(by_parent[s.span_id]) for s in servers] == [1, 1, 2, 1]
+    assert servers[0].name == "chat gpt-4o-mini"
     first_client = attrs(by_parent[plain.span_id][0])
     assert first_client["gen_ai.provider.name"] == "openai"
     assert first_client["gen_ai.response.finish_reasons"] == ["stop"]
