@@ -63,10 +63,10 @@ class RateLimitState:
     provider_limits: dict[str, tuple[Limit, ...]]
     key_limits: dict[str, tuple[Limit, ...]]
 
-    def limits_for(self, ctx: RequestContext) -> tuple[Limit, ...]:
+    def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
         limits = self.global_limits
         if ctx.targets:
-            limits += self.provider_limits.get(ctx.targets[0].provider.name, ())
+            limits += self.provider_limits.get(ctx.targets[target].provider.name, ())
         if ctx.principal is not None:
             limits += self.key_limits.get(ctx.principal.name, ())
         return limits
@@ -201,14 +201,30 @@ async def gateway_request_received(ctx: RequestContext) -> None:
     state = ctx.request.app.get(RATE_LIMIT)
     if state is None:
         return
-    limits = state.limits_for(ctx)
-    if not limits:
+    # An alias whose first target's provider is out of room spills over to the next target with
+    # room; rejected tries charge nothing (admission is all or nothing).
+    candidates = range(len(ctx.targets)) if len(ctx.targets) > 1 and state.provider_limits else range(1)
+    first_refusal: RateLimitError | None = None
+    for i in candidates:
+        limits = state.limits_for(ctx, i)
+        if not limits:  # nothing limits this target
+            ctx.targets = ctx.targets[i:]
+            return
+        tokens = estimate_tokens(ctx) if any(limit.kind == TOKENS for limit in limits) else 0
+        charges = tuple(Charge(limit, 1 if limit.kind == REQUESTS else min(tokens, limit.capacity))
+                        for limit in limits)
+        try:
+            decision = await admit(state, charges)
+        except RateLimitError as exc:
+            first_refusal = first_refusal or exc
+            continue
+        if i:
+            ctx.targets = ctx.targets[i:]
+        ctx[CHARGED] = charges
+        ctx.response_headers.update(ratelimit_headers(decision.views))
         return
-    tokens = estimate_tokens(ctx) if any(limit.kind == TOKENS for limit in limits) else 0
-    charges = tuple(Charge(limit, 1 if limit.kind == REQUESTS else min(tokens, limit.capacity)) for limit in limits)
-    decision = await admit(state, charges)
-    ctx[CHARGED] = charges
-    ctx.response_headers.update(ratelimit_headers(decision.views))
+    assert first_refusal is not None
+    raise first_refusal
 
 
 @hookimpl

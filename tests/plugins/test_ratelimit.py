@@ -70,6 +70,19 @@ async def test_per_provider_limit_applies_to_that_provider_only(gateway, http):
         assert status == 200 and "x-ratelimit-limit-requests" not in headers
 
 
+async def test_an_alias_spills_over_to_the_next_target_with_room(gateway, http):
+    limited = {**MOCK_PROVIDER, "rate_limit": {"requests_per_minute": 1}}
+    gw = await gateway(make_config(limited, SECOND, models=[{"name": "smart", "targets": ["mock/mock-1", "second/x"]}]))
+    served = []
+    for _ in range(3):
+        status, headers, _ = await chat(http, gw, {**CHAT_BODY, "model": "smart"})
+        assert status == 200
+        served.append(headers["x-gateway-provider"])
+    assert served == ["mock", "second", "second"]
+    status, headers, body = await chat(http, gw, {**CHAT_BODY, "model": "mock/mock-1"})
+    assert_429(status, headers, body, "provider 'mock'", "requests")  # no other target: refused
+
+
 async def test_per_key_limit_by_principal_name(gateway, http):
     gw = await gateway(make_config(auth={"keys": [
         {"name": "team-a", "key": "sk-a-123", "rate_limit": {"requests_per_minute": 1}},
