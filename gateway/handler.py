@@ -22,7 +22,7 @@ from gateway.errors import (
     blames_provider,
 )
 from gateway.keys import GATEWAY
-from gateway.relay import DONE, SSEResponse, error_event, error_response, flatten, json_response
+from gateway.relay import DONE, SSEResponse, encode_batch, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
 if TYPE_CHECKING:
@@ -181,10 +181,7 @@ async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, o
 
 
 def new_sse_response(gw: Gateway, ctx: RequestContext) -> SSEResponse:
-    server = gw.config.server
-    return SSEResponse(
-        response_headers(ctx), send_timeout=server.client_send_timeout_s, ping_interval=server.sse_ping_interval_s
-    )
+    return SSEResponse(response_headers(ctx), ping_interval=gw.config.server.sse_ping_interval_s)
 
 
 async def stream(
@@ -193,6 +190,7 @@ async def stream(
     """Relay chunks as they arrive. Past this point errors become one SSE error event."""
     resp = new_sse_response(gw, ctx)
     chunks = upstream.rest
+    tail: list[bytes] = []
     try:
         await resp.prepare(ctx.request)
         async with asyncio.timeout(upstream.total_s):
@@ -205,13 +203,22 @@ async def stream(
                         ctx.first_chunk_at = time.perf_counter()
                     await resp.send_chunk(chunk)
             else:
+                translator = upstream.translator
                 if upstream.first:
                     ctx.first_chunk_at = time.perf_counter()
-                    await resp.send_batch(upstream.first)
+                    if not translator.done:
+                        await resp.send_batch(upstream.first)
+                    else:
+                        tail.append(encode_batch(upstream.first))
                 async for batch in chunks:
-                    await resp.send_batch(batch)
+                    if translator.done:
+                        # Upstream has finished: what is left goes out with the end of the body.
+                        tail.append(encode_batch(batch))
+                    else:
+                        await resp.send_batch(batch)
         ctx.usage = Usage.from_openai(upstream.translator.usage)
-        await resp.close_stream(DONE)
+        tail.append(DONE)
+        await resp.close_stream(b"".join(tail))
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
     except TimeoutError:

@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.app import build_app
+from gateway.connections import make_runner
 from gateway.keys import GATEWAY
 from gateway.loader import Loaded, load
-from gateway.protocol_errors import make_runner
 
 log = logging.getLogger("llm_gateway.server")
 

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 
 from gateway.app import build_app
+from gateway.connections import make_runner
 from gateway.keys import GATEWAY
 from gateway.loader import load_data
-from gateway.protocol_errors import make_runner
 from gateway.runtime import Gateway
 
 if importlib.util.find_spec("tests.emulators.fixtures") is not None:

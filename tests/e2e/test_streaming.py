@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import orjson
+import pytest
 
+from gateway.connections import TCP_USER_TIMEOUT
 from tests.conftest import make_config
 from tests.emulators.base import Fault
 from tests.support import chat_body as chat
@@ -119,3 +122,41 @@ async def test_upstream_error_before_streaming_keeps_its_http_status(gateway, em
         assert resp.headers["Retry-After"] == "7"
         body = await resp.json()
     assert "slow down" in body["error"]["message"]
+
+
+async def raw_frames(resp) -> list[bytes]:
+    body = b""
+    async for data in resp.content.iter_any():
+        body += data
+    return [f for f in body.split(b"\n\n") if f]
+
+
+async def test_a_quiet_stream_gets_ping_comments_a_busy_one_does_not(gateway, emulator, http):
+    """Keep-alives are for streams that went quiet (a vendor thinking before its first token,
+    or between tokens); a stream sending tokens more often than the interval needs none."""
+    emu = await emulator("openai", chunk_delay=0.25)
+    gw = await gateway(make_config(openai_provider(emu.url), server={"sse_ping_interval_s": 0.1}))
+    async with http.post(gw.v1 + "/chat/completions", json=chat()) as resp:
+        frames = await raw_frames(resp)
+    pings = [f for f in frames if f == b": ping"]
+    assert len(pings) >= 3
+    assert frames[-1] == b"data: [DONE]"
+    assert all(f.startswith(b"data: ") or f == b": ping" for f in frames)
+
+    emu.state.chunk_delay = 0.02
+    gw_busy = await gateway(make_config(openai_provider(emu.url), server={"sse_ping_interval_s": 0.15}))
+    async with http.post(gw_busy.v1 + "/chat/completions", json=chat()) as resp:
+        frames = await raw_frames(resp)
+    assert b": ping" not in frames and frames[-1] == b"data: [DONE]"
+
+
+@pytest.mark.skipif(TCP_USER_TIMEOUT is None, reason="TCP_USER_TIMEOUT is Linux-only")
+async def test_client_connections_get_the_send_timeout_once_per_connection(gateway, http):
+    """A client that stops reading is dropped by the kernel after client_send_timeout_s of
+    unacknowledged data; the option is set when the connection is accepted, not per response."""
+    gw = await gateway(make_config(server={"client_send_timeout_s": 7.5}))
+    async with http.post(gw.v1 + "/chat/completions", json=chat(model="mock-1")) as resp:
+        await read_events(resp)
+    (handler,) = gw.runner.server.connections
+    sock = handler.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT) == 7500
