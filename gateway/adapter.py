@@ -63,6 +63,15 @@ class Chunk:
         return f"Chunk({self.data[:80]!r})"
 
 
+def encode_chunks(chunks: list[Chunk] | bytes) -> bytes:
+    """Chunks as SSE bytes for the client (bytes: already encoded, relayed as read)."""
+    if type(chunks) is bytes:
+        return chunks
+    if len(chunks) == 1:
+        return b"data: " + chunks[0].data + b"\n\n"
+    return b"".join([b"data: " + c.data + b"\n\n" for c in chunks])
+
+
 class StreamTranslator:
     """Stateful, one per streamed request: vendor SSE events in, OpenAI chunks out.
 
@@ -82,8 +91,9 @@ class StreamTranslator:
     def passthrough(self, data: bytes) -> int:
         """How many leading bytes of an upstream read (which starts on an event boundary) are
         already valid OpenAI SSE needing no translation, usage reading or error handling: the core
-        relays them untouched and decodes only the rest. Only asked when no plugin wraps the
-        stream; the answer must end on an event boundary. 0: decode everything."""
+        relays them untouched and decodes only the rest (also a last event the read cut short).
+        Only asked when no plugin wraps the stream; the answer must end on an event boundary.
+        0: decode everything."""
         return 0
 
     def finish(self) -> Iterable[Chunk]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from gateway.adapter import Chunk, StreamTranslator
+from gateway.adapter import Chunk, StreamTranslator, encode_chunks
 from gateway.errors import (
     CLIENT_CLOSED,
     GatewayError,
@@ -84,6 +84,35 @@ def translate(
     except (GatewayError, *SHAPE_ERRORS) as exc:
         return batch, exc
     return batch, None
+
+
+def relay_read(
+    data: bytes, decoder: SSEDecoder, translator: StreamTranslator
+) -> tuple[bytes, BaseException | None]:
+    """One upstream read as client bytes, in one piece (one write): the events the translator
+    passes through as they came, the others decoded, translated and encoded again, in order."""
+    head = b""
+    if not decoder.idle:
+        # Finish the event the previous read cut short; from its end on, relay again.
+        end = data.find(b"\n\n") + 2
+        if end == 1:
+            head, data = data, b""
+        else:
+            head, data = data[:end], data[end:]
+    out = b""
+    if head:
+        chunks, failure = translate(decoder.feed, head, translator)
+        out = encode_chunks(chunks)
+        if failure is not None or translator.done or not data:
+            return out, failure
+    relayed = translator.passthrough(data) if decoder.idle else 0
+    if relayed:
+        out += data[:relayed]
+        data = data[relayed:]
+        if not data:
+            return out, None
+    chunks, failure = translate(decoder.feed, data, translator)
+    return out + encode_chunks(chunks), failure
 
 
 class Dispatcher:
@@ -256,16 +285,12 @@ class Dispatcher:
                         raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
                     decoder = SSEDecoder()
                     async for data in body.iter_any():
-                        if raw_ok and decoder.idle:
-                            relayed = translator.passthrough(data)
-                            if relayed:
-                                yield data if relayed == len(data) else data[:relayed]
-                                if relayed == len(data):
-                                    continue
-                                data = data[relayed:]
-                        batch, failure = translate(decoder.feed, data, translator)
-                        if batch:
-                            yield batch
+                        if raw_ok:
+                            out, failure = relay_read(data, decoder, translator)
+                        else:
+                            out, failure = translate(decoder.feed, data, translator)
+                        if out:
+                            yield out
                         if failure is not None:
                             raise failure
                         if translator.done:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from gateway.adapter import encode_chunks
 from gateway.context import Outcome, RequestContext, Usage
 from gateway.errors import (
     AuthenticationError,
@@ -22,7 +23,7 @@ from gateway.errors import (
     blames_provider,
 )
 from gateway.keys import GATEWAY
-from gateway.relay import DONE, SSEResponse, encode_batch, error_event, error_response, flatten, json_response
+from gateway.relay import DONE, SSEResponse, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
 if TYPE_CHECKING:
@@ -209,11 +210,11 @@ async def stream(
                     if not translator.done:
                         await resp.send_batch(upstream.first)
                     else:
-                        tail.append(encode_batch(upstream.first))
+                        tail.append(encode_chunks(upstream.first))
                 async for batch in chunks:
                     if translator.done:
                         # Upstream has finished: what is left goes out with the end of the body.
-                        tail.append(encode_batch(batch))
+                        tail.append(encode_chunks(batch))
                     else:
                         await resp.send_batch(batch)
         ctx.usage = Usage.from_openai(upstream.translator.usage)

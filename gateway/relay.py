@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
-from gateway.adapter import Chunk
+from gateway.adapter import Chunk, encode_chunks
 from gateway.errors import GatewayError
 
 DONE = b"data: [DONE]\n\n"
@@ -86,7 +86,7 @@ class SSEResponse(EventSourceResponse):
 
     async def send_batch(self, batch: list[Chunk] | bytes) -> None:
         """Chunks decoded from one upstream read go out in one write (bytes: relayed as read)."""
-        await self.write(encode_batch(batch))
+        await self.write(encode_chunks(batch))
 
     async def close_stream(self, tail: bytes = b"") -> None:
         """The last bytes and the end of the chunked body in one write."""
@@ -101,14 +101,6 @@ class SSEResponse(EventSourceResponse):
             self._timer = None
         if self._ping_task is not None and not self._ping_task.done():
             self._ping_task.cancel()
-
-
-def encode_batch(batch: list[Chunk] | bytes) -> bytes:
-    if type(batch) is bytes:
-        return batch
-    if len(batch) == 1:
-        return b"data: " + batch[0].data + b"\n\n"
-    return b"".join([b"data: " + c.data + b"\n\n" for c in batch])
 
 
 async def flatten(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Chunk]:
