@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import signal
@@ -49,6 +50,7 @@ async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: b
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
+        settle_garbage_collector()
         sockets = runner.addresses
         log.info("llm-gateway listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in sockets))
         await stop.wait()
@@ -57,6 +59,17 @@ async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: b
     finally:
         await runner.cleanup()
     log.info("stopped")
+
+
+def settle_garbage_collector() -> None:
+    """Once started: everything loaded so far (modules, config, plugins, pydantic schemas) lives
+    as long as the process, so it is moved out of the collector's sight (``gc.freeze``), and the
+    youngest generation may grow to 10 000 objects before a collection. A request's objects die
+    by reference counting; collecting every 700 allocations only walked the same in-flight
+    requests over and over (3% of the CPU per stream in perf)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool) -> None:
