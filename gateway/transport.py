@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ import orjson
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.client_proto import ResponseHandler
 
+from gateway import __version__
 from gateway.adapter import UpstreamRequest
 from gateway.config import ProviderConfig
 from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
@@ -78,6 +79,7 @@ def map_exception(provider: str, exc: BaseException) -> GatewayError:
 
 
 UPSTREAM_EXCEPTIONS = (aiohttp.ClientError, OSError, TimeoutError)
+USER_AGENT = f"llm-gateway/{__version__}"
 
 
 @contextmanager
@@ -139,7 +141,9 @@ class HttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._plain_timeout,
-            skip_auto_headers=("User-Agent",),
+            # A header of its own rather than skip_auto_headers, which costs aiohttp a header copy
+            # and a sort per request.
+            headers={"User-Agent": USER_AGENT},
             trust_env=False,
         )
 
@@ -176,29 +180,48 @@ class HttpTransport:
                 async with resp:
                     return RawResponse(resp.status, resp.headers, await resp.read())
 
-    @asynccontextmanager
-    async def stream(self, req: UpstreamRequest) -> AsyncIterator[StreamBody]:
-        with mapped_errors(self.provider):
-            async with asyncio.timeout(self.config.timeouts.first_byte_s):
-                resp = await self._request(req, self._stream_timeout)
+    def stream(self, req: UpstreamRequest) -> StreamContext:
+        return StreamContext(self, req)
+
+
+class StreamContext:
+    """``async with transport.stream(req) as body``: the response head is awaited on entry, and the
+    connection goes back to the pool on exit when the body was read to the end (aiohttp drops it
+    instead when it was not: client gone, error mid-stream). A plain class, not
+    ``@asynccontextmanager``: that is a generator and two extra frames on every resumption of
+    the stream."""
+
+    __slots__ = ("_req", "_resp", "_transport", "headers", "status")
+
+    def __init__(self, transport: HttpTransport, req: UpstreamRequest) -> None:
+        self._transport = transport
+        self._req = req
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> StreamContext:
+        t = self._transport
+        first_byte_s = t.config.timeouts.first_byte_s
         try:
-            yield _AiohttpBody(resp)
-        finally:
-            # Back to the pool when the body was read to the end; aiohttp drops the connection
-            # instead when it was not (client gone, error mid-stream).
-            resp.release()
-
-
-class _AiohttpBody:
-    __slots__ = ("_resp", "headers", "status")
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+            if first_byte_s < t.config.timeouts.idle_s:
+                async with asyncio.timeout(first_byte_s):
+                    resp = await t._request(self._req, t._stream_timeout)
+            else:  # sock_read (idle_s) bounds the wait for the head as well: no timer of our own
+                resp = await t._request(self._req, t._stream_timeout)
+        except UPSTREAM_EXCEPTIONS as exc:
+            raise map_exception(t.provider, exc) from exc
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._resp is not None:
+            self._resp.release()
 
     def iter_any(self) -> AsyncIterator[bytes]:
+        assert self._resp is not None
         return self._resp.content.iter_any()
 
     async def read(self) -> bytes:
+        assert self._resp is not None
         return await self._resp.read()
