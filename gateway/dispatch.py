@@ -24,6 +24,7 @@ from gateway.errors import (
     GatewayError,
     InvalidRequestError,
     ServiceUnavailableError,
+    StreamTimeLimitError,
     UnsupportedOperation,
     UpstreamProtocolError,
     blames_provider,
@@ -53,7 +54,6 @@ class UpstreamStream:
     first: list[Chunk] | bytes
     rest: AsyncIterator[list[Chunk] | bytes]  # bytes: a read relayed as is (see passthrough)
     translator: StreamTranslator
-    total_s: float  # the serving provider's bound on the whole stream
 
 
 def backoff_delay(retry: RetryConfig, attempt: int, error: GatewayError) -> float | None:
@@ -195,7 +195,7 @@ class Dispatcher:
         ctx.provider = provider.name
         attempt = Attempt(provider.name, provider.type, target.model, ctx.attempts, stream)
         if self._on_attempt:
-            self._call_safely("gateway_upstream_attempt", ctx=ctx, attempt=attempt)
+            self.hooks.notify("gateway_upstream_attempt", ctx=ctx, attempt=attempt)
         return attempt
 
     def _end(
@@ -205,7 +205,7 @@ class Dispatcher:
             # The client went away: says nothing about the vendor; frees a half-open probe.
             provider.breaker.cancel_probe()
             if self._on_attempt_done:
-                self._call_safely("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=CLIENT_CLOSED)
+                self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=CLIENT_CLOSED)
             return
         if error is not None and not isinstance(error, GatewayError):
             error = UpstreamProtocolError(f"{provider.name}: upstream response could not be handled")
@@ -217,14 +217,7 @@ class Dispatcher:
         provider.breaker.record(ok)
         provider.health.observe(ok, time.perf_counter() - attempt.started, None if ok else error.message)
         if self._on_attempt_done:
-            self._call_safely("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
-
-    def _call_safely(self, name: str, **kwargs: Any) -> None:
-        """Attempt hooks run inside the dispatcher: a plugin bug must not break accounting."""
-        try:
-            getattr(self.hooks.pm.hook, name)(**kwargs)
-        except Exception:
-            log.exception("plugin failed in %s", name)
+            self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
 
     async def _send_once(self, ctx: RequestContext, target: Target) -> dict[str, Any]:
         provider, adapter = target.provider, target.provider.adapter
@@ -271,12 +264,15 @@ class Dispatcher:
             raise
         finally:
             self._end(ctx, provider, attempt, error)
-        return UpstreamStream(first, chunks, translator, provider.config.timeouts.total_s)
+        return UpstreamStream(first, chunks, translator)
 
     async def _chunks(
         self, provider: Provider, req: Any, translator: StreamTranslator, attempt: Attempt, raw_ok: bool
     ) -> AsyncIterator[list[Chunk] | bytes]:
         provider.in_flight += 1
+        # total_s is checked as each read arrives (reads are bounded by idle_s, writes to the
+        # client by its send timeout): no timer to arm and cancel per stream.
+        deadline = time.monotonic() + provider.config.timeouts.total_s
         try:
             async with provider.transport.stream(req) as body:
                 try:
@@ -285,6 +281,8 @@ class Dispatcher:
                         raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
                     decoder = SSEDecoder()
                     async for data in body.iter_any():
+                        if time.monotonic() > deadline:
+                            raise StreamTimeLimitError(f"{provider.name}: stream exceeded the total time limit")
                         if raw_ok:
                             out, failure = relay_read(data, decoder, translator)
                         else:

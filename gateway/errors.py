@@ -168,6 +168,11 @@ class UpstreamTimeoutError(UpstreamError):
     retryable = True
 
 
+class StreamTimeLimitError(UpstreamTimeoutError):
+    """A stream ran past its provider's ``total_s``. The time includes writing to the client, so
+    it says nothing about the vendor's health."""
+
+
 class UpstreamConnectionError(UpstreamError):
     code = "upstream_connection_error"
     retryable = True
@@ -187,7 +192,7 @@ def blames_provider(error: GatewayError) -> bool:
     anything from upstream except a vendor's verdict on the client's own request."""
     if isinstance(error, UpstreamStatusError):
         return error.upstream_status not in UpstreamStatusError.PASSTHROUGH or error.upstream_status == 429
-    return isinstance(error, UpstreamError)
+    return isinstance(error, UpstreamError) and not isinstance(error, StreamTimeLimitError)
 
 
 class ConfigError(Exception):

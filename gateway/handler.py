@@ -19,7 +19,6 @@ from gateway.errors import (
     GatewayError,
     InvalidJSONError,
     InvalidRequestError,
-    UpstreamTimeoutError,
     blames_provider,
 )
 from gateway.keys import GATEWAY
@@ -194,39 +193,33 @@ async def stream(
     tail: list[bytes] = []
     try:
         await resp.prepare(ctx.request)
-        async with asyncio.timeout(upstream.total_s):
-            if wrappers:
-                chunks = flatten(upstream.first, upstream.rest)
-                for wrap in wrappers:
-                    chunks = wrap(chunks)
-                async for chunk in chunks:
-                    if ctx.first_chunk_at is None:
-                        ctx.first_chunk_at = time.perf_counter()
-                    await resp.send_chunk(chunk)
-            else:
-                translator = upstream.translator
-                if upstream.first:
+        if wrappers:
+            chunks = flatten(upstream.first, upstream.rest)
+            for wrap in wrappers:
+                chunks = wrap(chunks)
+            async for chunk in chunks:
+                if ctx.first_chunk_at is None:
                     ctx.first_chunk_at = time.perf_counter()
-                    if not translator.done:
-                        await resp.send_batch(upstream.first)
-                    else:
-                        tail.append(encode_chunks(upstream.first))
-                async for batch in chunks:
-                    if translator.done:
-                        # Upstream has finished: what is left goes out with the end of the body.
-                        tail.append(encode_chunks(batch))
-                    else:
-                        await resp.send_batch(batch)
+                await resp.send_chunk(chunk)
+        else:
+            translator = upstream.translator
+            if upstream.first:
+                ctx.first_chunk_at = time.perf_counter()
+                if not translator.done:
+                    await resp.send_batch(upstream.first)
+                else:
+                    tail.append(encode_chunks(upstream.first))
+            async for batch in chunks:
+                if translator.done:
+                    # Upstream has finished: what is left goes out with the end of the body.
+                    tail.append(encode_chunks(batch))
+                else:
+                    await resp.send_batch(batch)
         ctx.usage = Usage.from_openai(upstream.translator.usage)
         tail.append(DONE)
         await resp.close_stream(b"".join(tail))
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
-    except TimeoutError:
-        # total_s also covers writes to a slow client, so the vendor's circuit is not charged.
-        await stream_failed(gw, ctx, resp, UpstreamTimeoutError(
-            f"{ctx.provider}: stream exceeded the total time limit", provider=ctx.provider), outcome,
-            blame_provider=False)
     except GatewayError as exc:
         await stream_failed(gw, ctx, resp, exc, outcome)
     except Exception:
@@ -243,12 +236,11 @@ async def stream(
 
 
 async def stream_failed(
-    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome,
-    blame_provider: bool = True,
+    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome
 ) -> None:
     gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
-    if blame_provider and ctx.target is not None and blames_provider(error):
+    if ctx.target is not None and blames_provider(error):
         ctx.target.provider.breaker.record(False)
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)

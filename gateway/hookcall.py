@@ -5,8 +5,9 @@ None, so ``firstresult`` cannot work and a raising implementation would strand t
 pluggy already created for the others. The request hooks are therefore called here, one
 implementation at a time, in pluggy's own order (reverse registration, ``tryfirst``/``trylast``
 honoured, blocked plugins absent), each result awaited before the next implementation is called.
-``hookwrapper``/``wrapper`` implementations are not supported on these hooks. Sync-only hooks
-(``gateway_configure``, the attempt hooks) go through pluggy itself.
+``hookwrapper``/``wrapper`` implementations are not supported on these hooks, nor on the attempt
+hooks, which are called the same way (``notify``: no pluggy call machinery per upstream attempt).
+``gateway_configure``, ``gateway_request_started`` and ``gateway_wrap_stream`` go through pluggy itself.
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ class Hooks:
         for impl in self._impls[name]:
             try:
                 res = impl.function(*(kwargs[a] for a in impl.argnames))
-                if inspect.isawaitable(res):
+                if res is not None and inspect.isawaitable(res):
                     await res
+            except Exception:
+                log.exception("plugin %s failed in %s", impl.plugin_name, name)
+
+    def notify(self, name: str, **kwargs: Any) -> None:
+        """A sync hook called from inside the core (attempt accounting): every implementation
+        runs, and a plugin's error is logged, never raised into the request."""
+        for impl in self._impls[name]:
+            try:
+                impl.function(*(kwargs[a] for a in impl.argnames))
             except Exception:
                 log.exception("plugin %s failed in %s", impl.plugin_name, name)

@@ -113,6 +113,33 @@ async def test_stalled_stream_hits_the_idle_timeout(gateway, emulator, http):
     assert orjson.loads(events[-1])["error"]["code"] == "upstream_timeout"
 
 
+async def test_a_stream_past_its_total_time_ends_with_a_timeout_event_without_charging_the_vendor(
+        gateway, emulator, http):
+    emu = await emulator("openai", chunk_delay=0.15)
+    gw = await gateway(make_config(openai_provider(emu.url, timeouts={"total_s": 0.4, "idle_s": 5},
+                                                   circuit_breaker={"consecutive_failures": 1})))
+    started = time.perf_counter()
+    async with http.post(gw.v1 + "/chat/completions", json=chat()) as resp:
+        events = await asyncio.wait_for(read_events(resp), 5)
+    assert 0.4 < time.perf_counter() - started < 1.5  # ended at the first read past the limit
+    error = orjson.loads(events[-1])["error"]
+    assert error["code"] == "upstream_timeout" and "total time limit" in error["message"]
+    assert len(events) >= 3  # what arrived in time was relayed
+    assert gw.gw.registry["oai"].breaker.state == "closed"  # one charged failure would open it
+
+
+async def test_a_stream_head_slower_than_first_byte_s_is_a_504(gateway, emulator, http):
+    """first_byte_s below idle_s: the head is bounded by first_byte_s (otherwise by idle_s)."""
+    emu = await emulator("openai")
+    emu.state.script(Fault.delay_first_byte(0.6))
+    provider = openai_provider(emu.url, timeouts={"first_byte_s": 0.2, "idle_s": 5}, retry={"attempts": 0})
+    gw = await gateway(make_config(provider))
+    started = time.perf_counter()
+    async with http.post(gw.v1 + "/chat/completions", json=chat()) as resp:
+        assert resp.status == 504
+    assert time.perf_counter() - started < 0.55
+
+
 async def test_upstream_error_before_streaming_keeps_its_http_status(gateway, emulator, http):
     emu = await emulator("openai")
     emu.state.script(Fault.status(429, "slow down", headers={"retry-after": "7"}))
