@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -82,14 +81,6 @@ UPSTREAM_EXCEPTIONS = (aiohttp.ClientError, OSError, TimeoutError)
 USER_AGENT = f"llm-gateway/{__version__}"
 
 
-@contextmanager
-def mapped_errors(provider: str) -> Any:
-    try:
-        yield
-    except UPSTREAM_EXCEPTIONS as exc:
-        raise map_exception(provider, exc) from exc
-
-
 class ResponseProtocol(ResponseHandler):
     """aiohttp's client protocol without a no-op per HTTP chunk. Taking a chunk off a response
     buffer that is under its low-water mark calls ``resume_reading()``, which re-runs the parser
@@ -133,10 +124,14 @@ class HttpTransport:
             keepalive_timeout=pool.keepalive_s,
             ttl_dns_cache=int(pool.dns_cache_s),
         )
-        # sock_connect costs a timer only when a new connection is made. A non-stream request is
-        # bounded by one asyncio timer (first byte, then total) below; streams add sock_read, the
-        # idle bound between chunks, which aiohttp re-arms on every read.
-        self._plain_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s)
+        # All bounds are aiohttp's own (cheaper than an asyncio.timeout per request): sock_connect
+        # costs a timer only when a new connection is made; sock_read bounds every wait for bytes,
+        # the head included. A non-stream request also has aiohttp's total; a stream's total_s is
+        # checked per read by the dispatcher, and its head gets a first-byte timer only when
+        # first_byte_s is below idle_s.
+        self._plain_timeout = aiohttp.ClientTimeout(
+            total=t.total_s, sock_connect=t.connect_s, sock_read=min(t.first_byte_s, t.idle_s)
+        )
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.idle_s)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -169,16 +164,11 @@ class HttpTransport:
         )
 
     async def send(self, req: UpstreamRequest) -> RawResponse:
-        t = self.config.timeouts
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + t.total_s
-        with mapped_errors(self.provider):
-            # One timer for the request: first-byte bound for the head, then the total bound.
-            async with asyncio.timeout_at(min(deadline, loop.time() + t.first_byte_s)) as timer:
-                resp = await self._request(req)
-                timer.reschedule(deadline)
-                async with resp:
-                    return RawResponse(resp.status, resp.headers, await resp.read())
+        try:
+            async with self._request(req) as resp:
+                return RawResponse(resp.status, resp.headers, await resp.read())
+        except UPSTREAM_EXCEPTIONS as exc:
+            raise map_exception(self.provider, exc) from exc
 
     def stream(self, req: UpstreamRequest) -> StreamContext:
         return StreamContext(self, req)
