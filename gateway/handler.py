@@ -125,9 +125,9 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
             await gw.hooks.all("gateway_response", ctx=ctx, response=result)
-        return json_response(result, response_headers(ctx))
+        return await send_now(ctx, json_response(result, response_headers(ctx)), outcome)
     except GatewayError as exc:
-        return await fail(gw, ctx, exc, outcome)
+        return await send_now(ctx, await fail(gw, ctx, exc, outcome), outcome)
     except asyncio.CancelledError:
         outcome.status, outcome.error_type = 499, "client_closed"
         raise
@@ -137,6 +137,17 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
     finally:
         if gw.on_request_finished:
             await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
+
+
+async def send_now(ctx: RequestContext, resp: web.Response, outcome: Outcome) -> web.Response:
+    """Send a complete response before the ``gateway_request_finished`` hooks run (metrics, logs,
+    spans), so the client's latency does not include them."""
+    try:
+        await resp.prepare(ctx.request)
+        await resp.write_eof()
+    except ConnectionResetError:
+        outcome.status, outcome.error_type = 499, "client_closed"
+    return resp
 
 
 def finish_outcome(ctx: RequestContext, outcome: Outcome) -> Outcome:
