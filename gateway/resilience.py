@@ -4,7 +4,6 @@ active checker in ``gateway.health``)."""
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +12,18 @@ from gateway.config import CircuitBreakerConfig
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
+WINDOW_BUCKETS = 10
+
+
 class CircuitBreaker:
     """Opens after ``consecutive_failures`` failures in a row, or when the failure rate over
     ``window_s`` reaches ``error_rate`` with at least ``min_requests`` outcomes. While open it
     rejects at once; after ``open_s`` one probe request is let through (half-open): its success
-    closes the circuit, its failure opens it again."""
+    closes the circuit, its failure opens it again.
+
+    The window is a ring of ``WINDOW_BUCKETS`` counters, each ``window_s / 10`` long (outcomes
+    leave it a bucket at a time): constant memory and work per outcome, where a deque of every
+    outcome held ~120 000 GC-tracked entries at 4 000 requests/s."""
 
     def __init__(self, config: CircuitBreakerConfig, clock: Any = time.monotonic) -> None:
         self.config = config
@@ -27,7 +33,11 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probe_out = False
         self._probe_at = 0.0
-        self._outcomes: deque[tuple[float, bool]] = deque()
+        self._width = config.window_s / WINDOW_BUCKETS
+        self._slot = 0  # the bucket the newest outcome went into, as clock // width
+        self._totals = [0] * WINDOW_BUCKETS
+        self._fails = [0] * WINDOW_BUCKETS
+        self._n = 0  # outcomes in the window
         self._failures = 0
 
     def allow(self) -> bool:
@@ -55,18 +65,20 @@ class CircuitBreaker:
         if not self.config.enabled:
             return
         now = self._clock()
-        self._outcomes.append((now, ok))
-        self._failures += not ok
-        horizon = now - self.config.window_s
-        while self._outcomes and self._outcomes[0][0] < horizon:
-            _, old_ok = self._outcomes.popleft()
-            self._failures -= not old_ok
+        slot = int(now // self._width)
+        if slot != self._slot:
+            self._advance(slot)
+        i = slot % WINDOW_BUCKETS
+        self._totals[i] += 1
+        self._n += 1
+        if not ok:
+            self._fails[i] += 1
+            self._failures += 1
         if ok:
             self._consecutive = 0
             if self.state == HALF_OPEN:
                 self.state = CLOSED
-                self._outcomes.clear()
-                self._failures = 0
+                self._clear_window()
             return
         self._consecutive += 1
         if self.state == HALF_OPEN or self._should_open():
@@ -74,11 +86,28 @@ class CircuitBreaker:
             self._opened_at = now
             self._probe_out = False
 
+    def _advance(self, slot: int) -> None:
+        """Empty the buckets that fell out of the window since the newest outcome."""
+        if slot - self._slot >= WINDOW_BUCKETS:
+            self._clear_window()
+        else:
+            for s in range(self._slot + 1, slot + 1):
+                i = s % WINDOW_BUCKETS
+                self._n -= self._totals[i]
+                self._failures -= self._fails[i]
+                self._totals[i] = self._fails[i] = 0
+        self._slot = slot
+
+    def _clear_window(self) -> None:
+        self._totals = [0] * WINDOW_BUCKETS
+        self._fails = [0] * WINDOW_BUCKETS
+        self._n = self._failures = 0
+
     def _should_open(self) -> bool:
         cfg = self.config
         if self._consecutive >= cfg.consecutive_failures:
             return True
-        n = len(self._outcomes)
+        n = self._n
         return n >= cfg.min_requests and self._failures / n >= cfg.error_rate
 
 

@@ -59,3 +59,23 @@ def test_a_probe_that_never_reports_back_expires_and_a_cancelled_one_is_freed():
     assert b.allow()
     clock.now = 22  # lost without a word: after open_s another probe may go
     assert b.allow()
+
+
+def test_outcomes_spread_over_the_window_count_together_and_leave_it_a_bucket_at_a_time():
+    clock = Clock()
+    cfg = CircuitBreakerConfig(consecutive_failures=100, error_rate=0.5, min_requests=4, window_s=10)
+    b = CircuitBreaker(cfg, clock)
+    for t, ok in ((0.5, False), (3.5, True), (6.5, True)):
+        clock.now = t
+        b.record(ok)
+    clock.now = 9.5
+    b.record(False)  # 2 of 4 within 10 s
+    assert b.state == OPEN
+
+    b = CircuitBreaker(cfg, clock)
+    for t, ok in ((0.5, False), (0.6, False), (5.5, True)):
+        clock.now = t
+        b.record(ok)
+    clock.now = 10.7  # the two failures' bucket (0-1 s) has left; 1 of 2 is under min_requests
+    b.record(False)
+    assert b.state == CLOSED
