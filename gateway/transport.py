@@ -136,6 +136,10 @@ class HttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._plain_timeout,
+            # No cookie jar: one session serves every client, so a vendor's cookie (e.g. a CDN's
+            # bot-management one) must not be replayed on other clients' requests; and an empty
+            # jar costs nothing per request, a filled one a filter and expiry pass.
+            cookie_jar=aiohttp.DummyCookieJar(),
             # A header of its own rather than skip_auto_headers, which costs aiohttp a header copy
             # and a sort per request.
             headers={"User-Agent": USER_AGENT},

@@ -1,7 +1,9 @@
-"""The upstream transport under back-pressure: a reader slower than the vendor makes aiohttp pause
-the connection and resume it later. The gateway's client protocol skips aiohttp's resume call when
-nothing is paused (``ResponseProtocol``); these tests drive the paused paths (plain and gzip bodies,
-streamed and read whole) over real loopback sockets and check that every byte arrives."""
+"""The upstream transport over real loopback sockets.
+
+Under back-pressure a reader slower than the vendor makes aiohttp pause the connection and resume
+it later. The gateway's client protocol skips aiohttp's resume call when nothing is paused
+(``ResponseProtocol``); these tests drive the paused paths (plain and gzip bodies, streamed and
+read whole) and check that every byte arrives. Also: no vendor cookie outlives its request."""
 
 from __future__ import annotations
 
@@ -87,3 +89,28 @@ async def test_a_large_gzip_body_read_whole(transport):
     t, url = transport
     raw = await asyncio.wait_for(t.send(UpstreamRequest("GET", url + "gzip", {})), 10)
     assert raw.status == 200 and raw.body == COMPRESSIBLE * GZ_CHUNKS
+
+
+async def test_vendor_cookies_are_not_replayed_on_later_requests(aiohttp_server):
+    """One pooled session serves every client: a Set-Cookie from the vendor must not ride along
+    on the next client's request."""
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        resp = web.json_response({})
+        resp.set_cookie("__cf_bm", "client-a-session")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    server = await aiohttp_server(app)
+    url = f"http://localhost:{server.port}/v1"  # a host name: a default jar ignores cookies from IPs
+    t = HttpTransport("up", ProviderConfig(name="up", type="openai", base_url=url))
+    await t.open()
+    try:
+        for _ in range(2):
+            await t.send(UpstreamRequest("POST", url + "/chat/completions", {}, {"a": 1}))
+    finally:
+        await t.close()
+    assert seen == [None, None]
