@@ -44,7 +44,9 @@ class Procs:
         self.logdir = logdir
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, cmd: list[str], cpu: int | None, env: dict[str, str]) -> subprocess.Popen:
+    def start(
+        self, name: str, cmd: list[str], cpu: int | None, env: dict[str, str], cwd: Path = ROOT
+    ) -> subprocess.Popen:
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu), *cmd]
         with open(self.logdir / f"{name}.log", "wb") as log:
@@ -53,7 +55,7 @@ class Procs:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 start_new_session=True,
             )

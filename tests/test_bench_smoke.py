@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,16 @@ def test_bench_quick_gateway() -> None:
     out = run_quick("relay,gateway,gateway-chain")
     for name in ("relay", "gateway", "gateway-chain"):
         assert_numbers(table_row(out, name), name)
+
+
+@pytest.mark.skipif(not (shutil.which("wrk") and shutil.which("taskset")), reason="benchmarks/ab.py drives wrk")
+def test_ab_compares_a_checkout_with_the_relay():
+    """One one-second round of benchmarks/ab.py on this checkout: a table row per target."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ab.py"), "--rounds", "1", "--seconds", "1", "--conns", "2", "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    row = re.search(rf"^\| 0:{re.escape(str(ROOT))} \| (\d+) \| ([\d.]+)x \| ([\d.]+)x \|$", proc.stdout, re.M)
+    assert row and int(row.group(1)) > 0, proc.stdout
+    assert re.search(r"^\| relay \| \d+ \| 1\.00x \| 1\.00x \|$", proc.stdout, re.M)

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""A/B of gateway builds against the bare relay, all under load at the same time.
+
+On a shared machine a target measured a minute after another sees a different machine: req/s moves
+by tens of percent from one run to the next. Here the relay and every gateway build run pinned to
+the same CPU *at the same time*, each driven by its own wrk on the other CPU, so whatever else the
+machine does hits them all alike; each round reports CPU time per request (from /proc), which is
+what a change to the hot path moves. Medians over the rounds, as ratios to the relay.
+
+    git worktree add /tmp/before <commit>        # the build to compare against
+    python benchmarks/ab.py /tmp/before .         # 50-chunk streams, 16 connections each
+    python benchmarks/ab.py --scenario nonstream --conns 64 /tmp/before .
+
+Each TREE is a checkout of this repository (its gateway runs with that tree on PYTHONPATH; the
+installed dependencies are shared). Needs wrk and taskset (Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_common import (
+    CHAT_PATH,
+    CLIENT_KEY,
+    GATEWAY_CONFIGS,
+    HERE,
+    MODEL,
+    BenchError,
+    Procs,
+    cpu_seconds,
+    free_port,
+    wait_ready,
+)
+
+SERVER_CPU, LOAD_CPU = 0, 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("trees", nargs="+", type=Path, help="checkouts of this repository to compare")
+    p.add_argument("--scenario", choices=("stream", "nonstream"), default="stream")
+    p.add_argument("--conns", type=int, default=16, help="connections per target")
+    p.add_argument("--seconds", type=int, default=5, help="per round")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--config", type=Path, default=GATEWAY_CONFIGS["gateway"], help="gateway config for every tree")
+    return p.parse_args(argv)
+
+
+def requests_done(wrk_output: str) -> int:
+    m = re.search(r"^\s*(\d+) requests in", wrk_output, re.M)
+    if not m:
+        raise BenchError(f"unexpected wrk output:\n{wrk_output[-500:]}")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("wrk") or not shutil.which("taskset"):
+        print("ab.py needs wrk and taskset", file=sys.stderr)
+        return 2
+    trees = [t.resolve() for t in args.trees]
+    for t in trees:
+        if not (t / "gateway" / "__init__.py").is_file():
+            print(f"{t}: not a checkout of this repository", file=sys.stderr)
+            return 2
+    procs = Procs(Path(tempfile.mkdtemp(prefix="llm-gateway-ab-")))
+    py = sys.executable
+    try:
+        up_port = free_port(18900)
+        env = {**os.environ, "BENCH_UPSTREAM_PORT": str(up_port)}
+        upstream = procs.start("upstream", [py, str(HERE / "upstream.py"), "--port", str(up_port),
+                                            "--chunks", str(args.chunks)], LOAD_CPU, env)
+        wait_ready("upstream", upstream, f"http://127.0.0.1:{up_port}/health", procs, 30)
+        targets: list[tuple[str, int, subprocess.Popen]] = []
+        port = free_port(18901)
+        relay = procs.start("relay", [py, str(HERE / "relay.py"), "--port", str(port),
+                                      "--upstream", f"http://127.0.0.1:{up_port}"], SERVER_CPU, env)
+        targets.append(("relay", port, relay))
+        for i, tree in enumerate(trees):
+            port = free_port(port + 1)
+            name = f"{i}:{tree}"
+            gw = procs.start(f"gateway-{i}", [py, "-m", "gateway", "serve", "--config", str(args.config.resolve()),
+                                              "--port", str(port)], SERVER_CPU,
+                             {**env, "PYTHONPATH": str(tree)}, cwd=tree)
+            targets.append((name, port, gw))
+        for name, port, p in targets:
+            wait_ready(name, p, f"http://127.0.0.1:{port}/health", procs, 60)
+
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+        done: dict[str, list[int]] = {name: [] for name, _, _ in targets}
+        mode = "stream" if args.scenario == "stream" else "nonstream"
+        for r in range(args.rounds):
+            before = {name: cpu_seconds(p.pid) for name, _, p in targets}
+            loads = [subprocess.Popen(
+                ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{args.conns}", f"-d{args.seconds}s",
+                 "-s", str(HERE / "wrk_post.lua"), f"http://127.0.0.1:{port}{CHAT_PATH}", "--",
+                 mode, MODEL, CLIENT_KEY, f"ab{os.getpid()}.{r}.{i}"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for i, (_, port, _) in enumerate(targets)]
+            outputs = [load.communicate(timeout=args.seconds + 60)[0] for load in loads]
+            for (name, _, p), out in zip(targets, outputs, strict=True):
+                n = requests_done(out)
+                done[name].append(n)
+                cpu[name].append((cpu_seconds(p.pid) - before[name]) / max(n, 1) * 1e6)
+            print(f"round {r + 1}: " + "  ".join(f"{name.split(':')[0]} {cpu[name][-1]:.0f}us"
+                                                for name, _, _ in targets), flush=True)
+
+        base_cpu = statistics.median(cpu["relay"])
+        base_done = statistics.median(done["relay"])
+        print(f"\n{args.scenario}, {args.conns} connections per target, {args.rounds} rounds of {args.seconds}s, "
+              "all targets at once on one CPU\n")
+        print("| target | CPU µs/request (median) | x relay | requests x relay |")
+        print("|---|---:|---:|---:|")
+        for name, _, _ in targets:
+            c, d = statistics.median(cpu[name]), statistics.median(done[name])
+            print(f"| {name} | {c:.0f} | {c / base_cpu:.2f}x | {d / base_done:.2f}x |")
+        return 0
+    except BenchError as exc:
+        print(f"ab.py: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
