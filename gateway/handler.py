@@ -213,19 +213,11 @@ async def stream(
                     ctx.first_chunk_at = time.perf_counter()
                 await resp.send_chunk(chunk)
         else:
-            translator = upstream.translator
             if upstream.first:
                 ctx.first_chunk_at = time.perf_counter()
-                if not translator.done:
-                    await resp.send_batch(upstream.first)
-                else:
-                    tail.append(encode_chunks(upstream.first))
+                await send_or_hold(resp, upstream, upstream.first, tail)
             async for batch in chunks:
-                if translator.done:
-                    # Upstream has finished: what is left goes out with the end of the body.
-                    tail.append(encode_chunks(batch))
-                else:
-                    await resp.send_batch(batch)
+                await send_or_hold(resp, upstream, batch, tail)
         ctx.usage = Usage.from_openai(upstream.translator.usage)
         tail.append(DONE)
         await resp.close_stream(b"".join(tail))
@@ -244,6 +236,15 @@ async def stream(
         if chunks is not upstream.rest:
             await aclose(upstream.rest)
     return resp
+
+
+async def send_or_hold(resp: SSEResponse, upstream: UpstreamStream, batch: Any, tail: list[bytes]) -> None:
+    """Send a batch now, or, once the upstream has finished, hold it for the last write (with
+    ``[DONE]`` and the end of the body)."""
+    if upstream.translator.done:
+        tail.append(encode_chunks(batch))
+    else:
+        await resp.send_batch(batch)
 
 
 async def stream_failed(
