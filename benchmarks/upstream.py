@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import signal
 import sys
@@ -431,14 +432,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not args.no_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(serve(args))
-            return
+    uvloop = None if args.no_uvloop else importlib.util.find_spec("uvloop")
+    if uvloop is not None:
+        import uvloop
+
+        uvloop.run(serve(args))
+        return
     asyncio.run(serve(args))
 
 

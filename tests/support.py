@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -45,11 +46,14 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, explain: Call
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             assert proc.returncode is None, f"gateway exited early {explain()}"
-            try:
+            with contextlib.suppress(aiohttp.ClientConnectionError):  # not listening yet
                 async with http.get(url + "/health") as resp:
                     if resp.status == 200:
                         return
-            except aiohttp.ClientConnectionError:
-                pass
             await asyncio.sleep(0.05)
     raise AssertionError(f"gateway did not become healthy {explain()}")
+
+
+async def drain(stream: Any) -> list[Any]:
+    """Every item of an SDK stream (so its errors surface), as a list."""
+    return [item async for item in stream]

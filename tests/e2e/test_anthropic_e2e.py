@@ -4,7 +4,6 @@ emulator (tests/emulators/anthropic.py), which validates what the adapter sends.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -12,6 +11,7 @@ import pytest
 
 from tests.conftest import make_config
 from tests.emulators.base import Fault
+from tests.support import drain
 
 MODEL = "claude-sonnet-4-5"
 WEATHER_TOOL = {"type": "function", "function": {
@@ -33,10 +33,6 @@ def setup(gateway, emulator, sdk):
         return emu, sdk(await gateway(make_config(provider(emu.url, **overrides))))
 
     return start
-
-
-async def collect(stream: AsyncIterator[Any]) -> list[Any]:
-    return [chunk async for chunk in stream]
 
 
 async def test_chat_reaches_messages_api_and_returns_openai_shape(setup):
@@ -74,7 +70,7 @@ async def test_system_and_developer_messages_are_sent_as_top_level_system(setup)
 async def test_stream_assembles_the_same_text_and_reports_usage_when_asked(setup):
     emu, client = await setup()
     messages = [{"role": "user", "content": "stream this please"}]
-    chunks = await collect(await client.chat.completions.create(
+    chunks = await drain(await client.chat.completions.create(
         model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -83,7 +79,7 @@ async def test_stream_assembles_the_same_text_and_reports_usage_when_asked(setup
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 3 + 8
     assert len({c.id for c in chunks}) == 1
     assert emu.state.last_request.json["stream"] is True
-    plain = await collect(await client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+    plain = await drain(await client.chat.completions.create(model=MODEL, messages=messages, stream=True))
     assert all(c.choices and c.usage is None for c in plain)
 
 
@@ -110,7 +106,7 @@ async def test_image_parts_reach_the_vendor_as_image_blocks(setup):
 async def test_tool_call_round_trip(setup):
     emu, client = await setup()
     question = {"role": "user", "content": "Weather in Paris?"}
-    chunks = await collect(await client.chat.completions.create(
+    chunks = await drain(await client.chat.completions.create(
         model=MODEL, messages=[question], tools=[WEATHER_TOOL], tool_choice="required", stream=True))
     assert emu.state.last_request.json["tool_choice"] == {"type": "any"}
     assert emu.state.last_request.json["tools"][0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]
@@ -160,7 +156,7 @@ async def test_legacy_completions_go_through_the_messages_api(setup):
     assert resp.choices[0].text == "Hello from anthropic! You said: say this"
     assert resp.choices[0].finish_reason == "stop" and resp.usage.prompt_tokens == 2
     assert emu.state.last_request.json["messages"] == [{"role": "user", "content": "say this"}]
-    chunks = await collect(await client.completions.create(
+    chunks = await drain(await client.completions.create(
         model=MODEL, prompt="say this", stream=True, stream_options={"include_usage": True}))
     assert {c.object for c in chunks} == {"text_completion"}
     assert "".join(c.choices[0].text for c in chunks if c.choices) == resp.choices[0].text
@@ -222,22 +218,17 @@ async def test_upstream_400_passes_through_with_the_vendor_message(setup):
     assert "max_tokens: Input should be greater than or equal to 1" in info.value.message
 
 
-async def test_mid_stream_overloaded_event_becomes_an_sdk_error(setup):
+@pytest.mark.parametrize("fault,message", [
+    (Fault.stream_error(after=2, message="Overloaded", error_type="overloaded_error"), "Overloaded"),
+    (Fault.no_terminal(), "ended before its final event"),  # cut before message_stop
+])
+async def test_a_stream_that_breaks_midway_is_an_sdk_error(setup, fault, message):
     emu, client = await setup()
-    emu.state.script(Fault.stream_error(after=2, message="Overloaded", error_type="overloaded_error"))
+    emu.state.script(fault)
     stream = await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True)
-    with pytest.raises(openai.APIError, match="Overloaded"):
-        await collect(stream)
-
-
-async def test_stream_cut_before_message_stop_is_an_error(setup):
-    emu, client = await setup()
-    emu.state.script(Fault.no_terminal())
-    stream = await client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True)
-    with pytest.raises(openai.APIError, match="ended before its final event"):
-        await collect(stream)
+    with pytest.raises(openai.APIError, match=message):
+        await drain(stream)
 
 
 async def test_models_listing_includes_the_vendor_models(setup):

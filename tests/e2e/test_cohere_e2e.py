@@ -13,6 +13,7 @@ from gateway.health import check_provider
 from tests.conftest import make_config
 from tests.emulators.base import Fault
 from tests.emulators.replies import embedding, unpack_floats
+from tests.support import drain
 
 CHAT_MODEL = "co/command-a-03-2025"
 EMBED_MODEL = "co/embed-v4.0"
@@ -224,8 +225,7 @@ async def test_stream_cut_before_message_end_is_an_error_not_a_clean_end(setup):
     stream = await client.chat.completions.create(
         model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.APIError, match="ended before its final event"):
-        async for _ in stream:
-            pass
+        await drain(stream)
 
 
 async def test_health_check_is_a_one_entry_model_listing(gateway, emulator):

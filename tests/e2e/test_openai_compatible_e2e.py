@@ -293,18 +293,12 @@ async def test_embeddings_unsupported_is_a_400_naming_the_provider(setup, name: 
 
 # -- errors -----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("refusal", ["wrong key (401)", "403"])
 @pytest.mark.parametrize("name", ALL)
-async def test_bad_upstream_key_is_a_502_not_the_clients_401(setup, name: str) -> None:
-    s = await setup(name, api_key="wrong-key")
-    with pytest.raises(openai.APIStatusError) as info:
-        await s.client.chat.completions.create(model=s.vendor.chat, messages=USER)
-    assert info.value.status_code == 502 and info.value.body["code"] == "upstream_auth_error"
-
-
-@pytest.mark.parametrize("name", ALL)
-async def test_upstream_403_is_a_502(setup, name: str) -> None:
-    s = await setup(name)
-    s.emu.state.script(Fault.status(403, "Forbidden for this key"))
+async def test_a_vendor_refusing_the_gateways_key_is_a_502_not_the_clients_401(setup, name: str, refusal: str):
+    s = await setup(name, api_key="wrong-key") if refusal.startswith("wrong") else await setup(name)
+    if refusal == "403":
+        s.emu.state.script(Fault.status(403, "Forbidden for this key"))
     with pytest.raises(openai.APIStatusError) as info:
         await s.client.chat.completions.create(model=s.vendor.chat, messages=USER)
     assert info.value.status_code == 502 and info.value.body["code"] == "upstream_auth_error"

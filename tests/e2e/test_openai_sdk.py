@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.conftest import make_config
-from tests.support import openai_provider
+from tests.support import drain, openai_provider
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
 
@@ -85,5 +85,4 @@ async def test_sdk_raises_on_a_mid_stream_error_event(gateway, emulator):
     async with openai.AsyncOpenAI(base_url=gw.v1, api_key="unused", max_retries=0) as client:
         stream = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
         with pytest.raises(openai.APIError):
-            async for _ in stream:
-                pass
+            await drain(stream)

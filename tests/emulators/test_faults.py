@@ -10,6 +10,8 @@ import aiohttp
 import openai
 import pytest
 
+from tests.support import drain
+
 from .base import EmulatorState, Fault, ToolReply
 from .fixtures import parse_sse
 
@@ -91,8 +93,7 @@ async def test_bad_sse_breaks_sdk_parsing_mid_stream(emulator):
     async with openai.AsyncOpenAI(base_url=emu.url, api_key=KEY, max_retries=0) as client:
         stream = await client.chat.completions.create(**CHAT, stream=True)
         with pytest.raises(json.JSONDecodeError):
-            async for _ in stream:
-                pass
+            await drain(stream)
 
 
 async def test_bad_json_html_error_and_first_byte_delay(emulator):

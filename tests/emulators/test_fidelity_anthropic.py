@@ -6,6 +6,8 @@ import aiohttp
 import anthropic
 import pytest
 
+from tests.support import drain
+
 from .base import Fault
 from .fixtures import parse_sse
 
@@ -133,8 +135,7 @@ async def test_mid_stream_error_event_raises(ant):
     emu.state.script(Fault.stream_error(after=3, message="Overloaded"))
     with pytest.raises(anthropic.APIStatusError) as info:
         async with client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream:
-            async for _ in stream:
-                pass
+            await drain(stream)
     assert info.value.body["error"]["type"] == "overloaded_error"
 
 

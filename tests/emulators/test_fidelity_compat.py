@@ -7,6 +7,8 @@ import aiohttp
 import openai
 import pytest
 
+from tests.support import drain
+
 from .base import Fault
 from .fixtures import parse_sse
 
@@ -126,8 +128,7 @@ async def test_openrouter_errors(emulator):
             await client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
         assert info.value.status_code == 402 and info.value.body["code"] == 402
         with pytest.raises(openai.APIError, match="gone"):
-            async for _ in await client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER,
-                                                                stream=True):
-                pass
+            await drain(await client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER,
+                                                                stream=True))
     async with aiohttp.ClientSession() as http, http.get(f"{emu.url}/models") as r:  # public: no key
         assert r.status == 200 and (await r.json())["data"][0]["id"] == "openai/gpt-4o-mini"

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from plugins.tracing import TRACING
 from tests.conftest import make_config
 from tests.emulators.base import Fault
-from tests.support import openai_provider
+from tests.support import drain, openai_provider
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -65,8 +65,7 @@ async def test_spans_for_plain_stream_retried_and_failed_requests(gateway, emula
         await client.chat.completions.create(model="gpt-4o-mini", messages=messages, temperature=0.3,
                                              max_tokens=50, extra_headers={"traceparent": TRACEPARENT})
         stream = await client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
-        async for _ in stream:
-            pass
+        await drain(stream)
         emu.state.script(Fault.status(503, "busy"))
         await client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # retried once
         emu.state.script(Fault.status(400, "bad request"))
