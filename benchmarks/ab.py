@@ -10,6 +10,12 @@ what a change to the hot path moves. Medians over the rounds, as ratios to the r
     git worktree add /tmp/before <commit>        # the build to compare against
     python benchmarks/ab.py /tmp/before .         # 50-chunk streams, 16 connections each
     python benchmarks/ab.py --scenario nonstream --conns 64 /tmp/before .
+    python benchmarks/ab.py --scenario latency /tmp/before .
+
+Latency at one connection cannot be measured with the targets competing for the CPU, so
+``--scenario latency`` takes turns instead: in each round the upstream (direct), the relay and every
+build get one short wrk run each, in a rotating order, so drift in the machine spreads over all of
+them. It reports the added p50 over the direct call, the figure issue targets are written in.
 
 Each TREE is a checkout of this repository (its gateway runs with that tree on PYTHONPATH; the
 installed dependencies are shared). Needs wrk and taskset (Linux).
@@ -18,6 +24,7 @@ installed dependencies are shared). Needs wrk and taskset (Linux).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -46,13 +53,86 @@ SERVER_CPU, LOAD_CPU = 0, 1
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("trees", nargs="+", type=Path, help="checkouts of this repository to compare")
-    p.add_argument("--scenario", choices=("stream", "nonstream"), default="stream")
+    p.add_argument("--scenario", choices=("stream", "nonstream", "latency"), default="stream")
     p.add_argument("--conns", type=int, default=16, help="connections per target")
-    p.add_argument("--seconds", type=int, default=5, help="per round")
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--seconds", type=int, default=5, help="per round (latency: per turn, default 2)")
+    p.add_argument("--rounds", type=int, default=4, help="(latency: turns per target, default 10)")
     p.add_argument("--chunks", type=int, default=50)
     p.add_argument("--config", type=Path, default=GATEWAY_CONFIGS["gateway"], help="gateway config for every tree")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.scenario == "latency":
+        given = set(argv if argv is not None else sys.argv[1:])
+        args.conns = 1
+        args.seconds = args.seconds if {"--seconds"} & given else 2
+        args.rounds = args.rounds if {"--rounds"} & given else 10
+    return args
+
+
+def wrk_cmd(port: int, conns: int, seconds: int, mode: str, tag: str) -> list[str]:
+    return [
+        "taskset",
+        "-c",
+        str(LOAD_CPU),
+        "wrk",
+        "-t1",
+        f"-c{conns}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(HERE / "wrk_post.lua"),
+        f"http://127.0.0.1:{port}{CHAT_PATH}",
+        "--",
+        mode,
+        MODEL,
+        CLIENT_KEY,
+        tag,
+    ]
+
+
+def p50_us(wrk_output: str) -> float:
+    m = re.search(r"^BENCH_JSON (\{.*\})$", wrk_output, re.M)
+    if not m:
+        raise BenchError(f"wrk printed no BENCH_JSON line:\n{wrk_output[-500:]}")
+    return float(json.loads(m.group(1))["latency_us"]["p50"])
+
+
+def take_turns(targets: list[tuple[str, int, subprocess.Popen | None]], args: argparse.Namespace) -> None:
+    """Non-stream at one connection, one target at a time, the order rotated every round."""
+    p50: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+    cpu: dict[str, list[float]] = {name: [] for name, _, p in targets if p is not None}
+    for r in range(args.rounds):
+        k = r % len(targets)
+        for name, port, p in targets[k:] + targets[:k]:
+            before = cpu_seconds(p.pid) if p is not None else 0.0
+            out = subprocess.run(
+                wrk_cmd(port, 1, args.seconds, "nonstream", f"ab{os.getpid()}.{r}"),
+                capture_output=True,
+                text=True,
+                timeout=args.seconds + 60,
+            ).stdout
+            p50[name].append(p50_us(out))
+            if p is not None:
+                cpu[name].append((cpu_seconds(p.pid) - before) / max(requests_done(out), 1) * 1e6)
+        print(
+            f"round {r + 1}: " + "  ".join(f"{name.split(':')[0]} {p50[name][-1]:.0f}us" for name, _, _ in targets),
+            flush=True,
+        )
+    direct = statistics.median(p50["direct"])
+    relay_added = statistics.median(p50["relay"]) - direct
+    print(f"\nnon-stream, 1 connection, {args.rounds} turns of {args.seconds}s per target, one target at a time\n")
+    print("| target | p50 µs (median) | added over direct µs | added x relay | CPU µs/request | CPU x relay |")
+    print("|---|---:|---:|---:|---:|---:|")
+    relay_cpu = statistics.median(cpu["relay"])
+    for name, _, p in targets:
+        med = statistics.median(p50[name])
+        if p is None:
+            print(f"| {name} | {med:.0f} | - | - | - | - |")
+            continue
+        c = statistics.median(cpu[name])
+        print(
+            f"| {name} | {med:.0f} | {med - direct:.0f} | {(med - direct) / relay_added:.2f}x "
+            f"| {c:.0f} | {c / relay_cpu:.2f}x |"
+        )
 
 
 def requests_done(wrk_output: str) -> int:
@@ -77,47 +157,69 @@ def main(argv: list[str] | None = None) -> int:
     try:
         up_port = free_port(18900)
         env = {**os.environ, "BENCH_UPSTREAM_PORT": str(up_port)}
-        upstream = procs.start("upstream", [py, str(HERE / "upstream.py"), "--port", str(up_port),
-                                            "--chunks", str(args.chunks)], LOAD_CPU, env)
+        upstream = procs.start(
+            "upstream",
+            [py, str(HERE / "upstream.py"), "--port", str(up_port), "--chunks", str(args.chunks)],
+            LOAD_CPU,
+            env,
+        )
         wait_ready("upstream", upstream, f"http://127.0.0.1:{up_port}/health", procs, 30)
         targets: list[tuple[str, int, subprocess.Popen]] = []
         port = free_port(18901)
-        relay = procs.start("relay", [py, str(HERE / "relay.py"), "--port", str(port),
-                                      "--upstream", f"http://127.0.0.1:{up_port}"], SERVER_CPU, env)
+        relay = procs.start(
+            "relay",
+            [py, str(HERE / "relay.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"],
+            SERVER_CPU,
+            env,
+        )
         targets.append(("relay", port, relay))
         for i, tree in enumerate(trees):
             port = free_port(port + 1)
             name = f"{i}:{tree}"
-            gw = procs.start(f"gateway-{i}", [py, "-m", "gateway", "serve", "--config", str(args.config.resolve()),
-                                              "--port", str(port)], SERVER_CPU,
-                             {**env, "PYTHONPATH": str(tree)}, cwd=tree)
+            gw = procs.start(
+                f"gateway-{i}",
+                [py, "-m", "gateway", "serve", "--config", str(args.config.resolve()), "--port", str(port)],
+                SERVER_CPU,
+                {**env, "PYTHONPATH": str(tree)},
+                cwd=tree,
+            )
             targets.append((name, port, gw))
         for name, port, p in targets:
             wait_ready(name, p, f"http://127.0.0.1:{port}/health", procs, 60)
 
+        if args.scenario == "latency":
+            take_turns([("direct", up_port, None), *targets], args)
+            return 0
         cpu: dict[str, list[float]] = {name: [] for name, _, _ in targets}
         done: dict[str, list[int]] = {name: [] for name, _, _ in targets}
         mode = "stream" if args.scenario == "stream" else "nonstream"
         for r in range(args.rounds):
             before = {name: cpu_seconds(p.pid) for name, _, p in targets}
-            loads = [subprocess.Popen(
-                ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{args.conns}", f"-d{args.seconds}s",
-                 "-s", str(HERE / "wrk_post.lua"), f"http://127.0.0.1:{port}{CHAT_PATH}", "--",
-                 mode, MODEL, CLIENT_KEY, f"ab{os.getpid()}.{r}.{i}"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                for i, (_, port, _) in enumerate(targets)]
+            loads = [
+                subprocess.Popen(
+                    wrk_cmd(port, args.conns, args.seconds, mode, f"ab{os.getpid()}.{r}.{i}"),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                for i, (_, port, _) in enumerate(targets)
+            ]
             outputs = [load.communicate(timeout=args.seconds + 60)[0] for load in loads]
             for (name, _, p), out in zip(targets, outputs, strict=True):
                 n = requests_done(out)
                 done[name].append(n)
                 cpu[name].append((cpu_seconds(p.pid) - before[name]) / max(n, 1) * 1e6)
-            print(f"round {r + 1}: " + "  ".join(f"{name.split(':')[0]} {cpu[name][-1]:.0f}us"
-                                                for name, _, _ in targets), flush=True)
+            print(
+                f"round {r + 1}: " + "  ".join(f"{name.split(':')[0]} {cpu[name][-1]:.0f}us" for name, _, _ in targets),
+                flush=True,
+            )
 
         base_cpu = statistics.median(cpu["relay"])
         base_done = statistics.median(done["relay"])
-        print(f"\n{args.scenario}, {args.conns} connections per target, {args.rounds} rounds of {args.seconds}s, "
-              "all targets at once on one CPU\n")
+        print(
+            f"\n{args.scenario}, {args.conns} connections per target, {args.rounds} rounds of {args.seconds}s, "
+            "all targets at once on one CPU\n"
+        )
         print("| target | CPU µs/request (median) | x relay | requests x relay |")
         print("|---|---:|---:|---:|")
         for name, _, _ in targets:

@@ -7,7 +7,6 @@ URL, headers or key.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from aiohttp.client_proto import ResponseHandler
 from gateway import __version__
 from gateway.adapter import UpstreamRequest
 from gateway.config import ProviderConfig
+from gateway.deadlines import Deadlines
 from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
 
 
@@ -113,8 +113,11 @@ class HttpTransport:
         self.provider = provider
         self.config = config
         self._session: aiohttp.ClientSession | None = None
-        self._plain_timeout: aiohttp.ClientTimeout | None = None
-        self._stream_timeout: aiohttp.ClientTimeout | None = None
+        self._timeout: aiohttp.ClientTimeout | None = None
+        t = config.timeouts
+        # Limits aiohttp does not keep for us: a request's total_s, and a head's first_byte_s
+        # when it is below idle_s (sock_read, below, bounds the head by idle_s anyway).
+        self.deadlines = Deadlines(min(t.total_s, t.first_byte_s))
 
     async def open(self) -> None:
         pool, t = self.config.pool, self.config.timeouts
@@ -124,18 +127,14 @@ class HttpTransport:
             keepalive_timeout=pool.keepalive_s,
             ttl_dns_cache=int(pool.dns_cache_s),
         )
-        # All bounds are aiohttp's own (cheaper than an asyncio.timeout per request): sock_connect
-        # costs a timer only when a new connection is made; sock_read bounds every wait for bytes,
-        # the head included. A non-stream request also has aiohttp's total; a stream's total_s is
-        # checked per read by the dispatcher, and its head gets a first-byte timer only when
-        # first_byte_s is below idle_s.
-        self._plain_timeout = aiohttp.ClientTimeout(
-            total=t.total_s, sock_connect=t.connect_s, sock_read=min(t.first_byte_s, t.idle_s)
-        )
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.idle_s)
+        # sock_connect costs a timer only when a new connection is made; sock_read (idle_s) bounds
+        # every wait for bytes, the head included. A non-stream request's total_s and a head's
+        # shorter first_byte_s are watched by self.deadlines (no timer per request); a stream's
+        # total_s is checked per read by the dispatcher.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.idle_s)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=self._plain_timeout,
+            timeout=self._timeout,
             # No cookie jar: one session serves every client, so a vendor's cookie (e.g. a CDN's
             # bot-management one) must not be replayed on other clients' requests; and an empty
             # jar costs nothing per request, a filled one a filter and expiry pass.
@@ -147,6 +146,7 @@ class HttpTransport:
         )
 
     async def close(self) -> None:
+        self.deadlines.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -157,20 +157,30 @@ class HttpTransport:
             raise RuntimeError(f"transport for provider {self.provider!r} is not open")
         return self._session
 
-    def _request(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout | None = None) -> Any:
+    def head_deadline(self, started: float, total_at: float) -> float:
+        first_byte_s = self.config.timeouts.first_byte_s
+        return min(started + first_byte_s, total_at) if first_byte_s < self.config.timeouts.idle_s else total_at
+
+    def _request(self, req: UpstreamRequest) -> Any:
         headers = req.headers
         data = None
         if req.json is not None:
             data = orjson.dumps(req.json)
             headers = {"Content-Type": "application/json", **headers}
-        return self.session.request(
-            req.method, req.url, headers=headers, data=data, timeout=timeout or self._plain_timeout
-        )
+        return self.session.request(req.method, req.url, headers=headers, data=data)
 
     async def send(self, req: UpstreamRequest) -> RawResponse:
+        started = time.monotonic()
+        total_at = started + self.config.timeouts.total_s
         try:
-            async with self._request(req) as resp:
-                return RawResponse(resp.status, resp.headers, await resp.read())
+            with self.deadlines.watch(self.head_deadline(started, total_at)) as watch:
+                # Awaited, not ``async with``: one coroutine layer fewer on every resumption.
+                resp = await self._request(req)
+                try:
+                    watch.deadline = total_at
+                    return RawResponse(resp.status, resp.headers, await resp.read())
+                finally:
+                    resp.release()
         except UPSTREAM_EXCEPTIONS as exc:
             raise map_exception(self.provider, exc) from exc
 
@@ -194,13 +204,14 @@ class StreamContext:
 
     async def __aenter__(self) -> StreamContext:
         t = self._transport
-        first_byte_s = t.config.timeouts.first_byte_s
+        timeouts = t.config.timeouts
         try:
-            if first_byte_s < t.config.timeouts.idle_s:
-                async with asyncio.timeout(first_byte_s):
-                    resp = await t._request(self._req, t._stream_timeout)
-            else:  # sock_read (idle_s) bounds the wait for the head as well: no timer of our own
-                resp = await t._request(self._req, t._stream_timeout)
+            if timeouts.first_byte_s < timeouts.idle_s:
+                started = time.monotonic()
+                with t.deadlines.watch(t.head_deadline(started, started + timeouts.total_s)):
+                    resp = await t._request(self._req)
+            else:  # sock_read (idle_s) bounds the wait for the head: nothing to watch
+                resp = await t._request(self._req)
         except UPSTREAM_EXCEPTIONS as exc:
             raise map_exception(t.provider, exc) from exc
         self._resp = resp

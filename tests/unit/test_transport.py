@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import time
 
 import pytest
 from aiohttp import web
 
 from gateway.adapter import UpstreamRequest
 from gateway.config import ProviderConfig
+from gateway.errors import UpstreamTimeoutError
 from gateway.transport import FAST_RESUME, HttpTransport, ResponseProtocol
 
 CHUNK = bytes(range(256)) * 8  # 2 KiB, not compressible to nothing
@@ -38,18 +40,52 @@ async def gzipped(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"})
 
 
+async def trickle(request: web.Request) -> web.StreamResponse:
+    """The head at once, then a byte every 50 ms for 3 s: never idle, but slow as a whole."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    for _ in range(60):
+        await asyncio.sleep(0.05)
+        await resp.write(b" ")
+    await resp.write_eof(b"{}")
+    return resp
+
+
+async def slow_head(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("s", "3")))
+    return web.json_response({})
+
+
 @pytest.fixture
-async def transport(aiohttp_server):
+async def server_url(aiohttp_server):
     app = web.Application()
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/gzip", gzipped)
+    app.router.add_get("/trickle", trickle)
+    app.router.add_get("/slow_head", slow_head)
     server = await aiohttp_server(app)
-    config = ProviderConfig(name="up", type="openai", base_url=str(server.make_url("/")),
-                            timeouts={"first_byte_s": 10, "idle_s": 10})
-    t = HttpTransport("up", config)
-    await t.open()
-    yield t, str(server.make_url("/"))
-    await t.close()
+    return str(server.make_url("/"))
+
+
+@pytest.fixture
+async def open_transport(server_url):
+    opened = []
+
+    async def open_(**timeouts: float) -> HttpTransport:
+        config = ProviderConfig(name="up", type="openai", base_url=server_url, timeouts=timeouts)
+        t = HttpTransport("up", config)
+        await t.open()
+        opened.append(t)
+        return t
+
+    yield open_
+    for t in opened:
+        await t.close()
+
+
+@pytest.fixture
+async def transport(open_transport, server_url):
+    return await open_transport(first_byte_s=10, idle_s=10), server_url
 
 
 async def read_slowly(t: HttpTransport, url: str) -> bytes:
@@ -114,3 +150,28 @@ async def test_vendor_cookies_are_not_replayed_on_later_requests(aiohttp_server)
     finally:
         await t.close()
     assert seen == [None, None]
+
+
+async def test_total_s_bounds_a_body_that_never_goes_idle(open_transport, server_url):
+    t = await open_transport(total_s=0.4, idle_s=5, first_byte_s=5)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await t.send(UpstreamRequest("GET", server_url + "trickle", {}))
+    assert 0.4 <= time.monotonic() - started < 1.5
+    assert (await t.send(UpstreamRequest("GET", server_url + "slow_head?s=0", {}))).status == 200
+
+
+@pytest.mark.parametrize("limits", [{"first_byte_s": 0.3, "idle_s": 5}, {"first_byte_s": 5, "idle_s": 0.3},
+                                    {"total_s": 0.3, "first_byte_s": 0.5, "idle_s": 5}])
+async def test_a_slow_head_is_bounded_by_the_smallest_limit_that_covers_it(open_transport, server_url, limits):
+    t = await open_transport(**limits)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await t.send(UpstreamRequest("GET", server_url + "slow_head?s=3", {}))
+    assert 0.3 <= time.monotonic() - started < 1.2
+    if limits["first_byte_s"] < limits["idle_s"]:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeoutError):
+            async with t.stream(UpstreamRequest("GET", server_url + "slow_head?s=3", {})) as body:
+                await body.read()
+        assert 0.3 <= time.monotonic() - started < 1.2

@@ -1,0 +1,83 @@
+"""Whole-request upstream time limits from one coarse clock, not a timer per request.
+
+aiohttp's ``ClientTimeout(total=...)`` and ``asyncio.timeout`` arm a timer when a request starts
+and cancel it when it ends: Python-level work on every request (~2% of a non-stream request's
+CPU here) for a limit that almost never fires. Here a request registers a ``Watch`` (its
+deadline and the task waiting) in a set, which costs a set insert and removal. One timer per
+``Deadlines``, running only while watches exist, looks at them every ``tick_s`` and cancels the
+tasks whose deadline passed. As with ``asyncio.timeout``, the cancellation comes out of the
+``with`` block as ``TimeoutError``, and a cancellation that came from elsewhere (client gone,
+shutdown) stays a cancellation.
+
+The price is precision: a limit fires up to one tick late. The tick is a quarter of the smallest
+limit it enforces, at most ``MAX_TICK_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+
+MAX_TICK_S = 0.05
+
+
+class Watch:
+    """One bounded wait. ``deadline`` (``time.monotonic()``) may be moved while it runs."""
+
+    __slots__ = ("_cancelling", "_owner", "deadline", "fired", "task")
+
+    def __init__(self, owner: Deadlines, task: asyncio.Task[object], deadline: float) -> None:
+        self._owner = owner
+        self.task = task
+        self.deadline = deadline
+        self.fired = False
+        self._cancelling = task.cancelling()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._owner.watches.discard(self)
+        # Like asyncio.timeout: only when no other cancellation was requested meanwhile is the
+        # CancelledError ours to turn into a timeout.
+        if self.fired and self.task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
+class Deadlines:
+    """The watches of one event loop's requests to one upstream, and the timer that checks them."""
+
+    def __init__(self, smallest_limit_s: float) -> None:
+        self.tick_s = min(MAX_TICK_S, smallest_limit_s / 4)
+        self.watches: set[Watch] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, deadline: float) -> Watch:
+        """``with deadlines.watch(time.monotonic() + limit):`` in the task that waits."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Deadlines.watch() needs a running task")
+        w = Watch(self, task, deadline)
+        self.watches.add(w)
+        if self._timer is None:
+            self._timer = task.get_loop().call_later(self.tick_s, self._tick)
+        return w
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for w in self.watches:  # task.cancel() only schedules: nothing leaves the set meanwhile
+            if not w.fired and w.deadline <= now:
+                w.fired = True
+                w.task.cancel()
+        if self.watches:
+            self._timer = asyncio.get_running_loop().call_later(self.tick_s, self._tick)
+        else:
+            self._timer = None  # idle: no timer runs until the next watch
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
