@@ -122,13 +122,15 @@ class Dispatcher:
         self._on_attempt = hooks.has("gateway_upstream_attempt")
         self._on_attempt_done = hooks.has("gateway_upstream_attempt_done")
 
-    async def send(self, ctx: RequestContext) -> dict[str, Any]:
-        return await self._with_retries(ctx, self._send_once)
+    # Plain functions returning the coroutine: no coroutine layer of their own, which every
+    # resumption of the request would pass through.
+    def send(self, ctx: RequestContext) -> Awaitable[dict[str, Any]]:
+        return self._with_retries(ctx, self._send_once)
 
-    async def open_stream(self, ctx: RequestContext, raw_ok: bool = False) -> UpstreamStream:
+    def open_stream(self, ctx: RequestContext, raw_ok: bool = False) -> Awaitable[UpstreamStream]:
         """``raw_ok``: nobody wraps the chunks, so reads the translator passes through may be
         relayed as raw bytes."""
-        return await self._with_retries(ctx, partial(self._stream_once, raw_ok=raw_ok))
+        return self._with_retries(ctx, partial(self._stream_once, raw_ok=raw_ok))
 
     async def _with_retries(
         self, ctx: RequestContext, once: Callable[[RequestContext, Target], Awaitable[R]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,7 +37,9 @@ def request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= 64 and given.isascii() and given.isprintable():
         return given
-    return "req_" + os.urandom(8).hex()
+    # Unique, not secret: each process's Mersenne Twister (seeded from os.urandom at start-up,
+    # re-seeded after a fork) instead of a getrandom() system call per request.
+    return f"req_{getrandbits(64):016x}"
 
 
 async def authenticate(gw: Gateway, ctx: RequestContext) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -30,14 +31,17 @@ class Hooks:
             name: tuple(reversed(getattr(pm.hook, name).get_hookimpls()))
             for name in dir(pm.hook) if name.startswith("gateway_")
         }
+        # The hook's callers pass every argument of its spec, so an implementation that takes
+        # them all is called with the keywords as given, without picking them out one by one.
+        self._calls = {name: tuple(caller(pm, name, impl) for impl in impls) for name, impls in self._impls.items()}
 
     def has(self, name: str) -> bool:
         return bool(self._impls.get(name))
 
     async def first(self, name: str, **kwargs: Any) -> Any:
         """The first non-None result; later implementations are not called."""
-        for impl in self._impls[name]:
-            res = impl.function(*(kwargs[a] for a in impl.argnames))
+        for call in self._calls[name]:
+            res = call(kwargs)
             if inspect.isawaitable(res):
                 res = await res
             if res is not None:
@@ -47,16 +51,16 @@ class Hooks:
     async def all(self, name: str, **kwargs: Any) -> list[Any]:
         """Every implementation in order; the first exception stops the chain and propagates."""
         out = []
-        for impl in self._impls[name]:
-            res = impl.function(*(kwargs[a] for a in impl.argnames))
+        for call in self._calls[name]:
+            res = call(kwargs)
             out.append(await res if inspect.isawaitable(res) else res)
         return out
 
     async def all_safe(self, name: str, **kwargs: Any) -> None:
         """Like ``all`` but an error in one implementation is logged and the rest still run."""
-        for impl in self._impls[name]:
+        for impl, call in zip(self._impls[name], self._calls[name], strict=True):
             try:
-                res = impl.function(*(kwargs[a] for a in impl.argnames))
+                res = call(kwargs)
                 if res is not None and inspect.isawaitable(res):
                     await res
             except Exception:
@@ -65,8 +69,16 @@ class Hooks:
     def notify(self, name: str, **kwargs: Any) -> None:
         """A sync hook called from inside the core (attempt accounting): every implementation
         runs, and a plugin's error is logged, never raised into the request."""
-        for impl in self._impls[name]:
+        for impl, call in zip(self._impls[name], self._calls[name], strict=True):
             try:
-                impl.function(*(kwargs[a] for a in impl.argnames))
+                call(kwargs)
             except Exception:
                 log.exception("plugin %s failed in %s", impl.plugin_name, name)
+
+
+def caller(pm: pluggy.PluginManager, name: str, impl: pluggy.HookImpl) -> Callable[[dict[str, Any]], Any]:
+    fn, argnames = impl.function, impl.argnames
+    spec = getattr(pm.hook, name).spec
+    if spec is not None and set(argnames) == set(spec.argnames):
+        return lambda kwargs: fn(**kwargs)
+    return lambda kwargs: fn(*(kwargs[a] for a in argnames))
