@@ -114,6 +114,9 @@ class ProviderAdapter:
     default_base_url: ClassVar[str | None] = None
     #: whether ``api_key`` must be set.
     requires_api_key: ClassVar[bool] = True
+    #: ``parse_response`` returns the vendor's JSON as parsed, unchanged: a non-stream answer may
+    #: go to the client as the bytes that came, without encoding it again.
+    relays_response_bytes: ClassVar[bool] = False
 
     def __init__(self, name: str, config: ProviderConfig, options: BaseModel) -> None:
         self.name = name

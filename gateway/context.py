@@ -93,6 +93,7 @@ class RequestContext:
         "provider",
         "request",
         "request_id",
+        "response_bytes",
         "response_headers",
         "started",
         "stash",
@@ -119,6 +120,9 @@ class RequestContext:
         self.cache: str | None = None
         self.attempts = 0
         self.response_headers: dict[str, str] = {}
+        # A non-stream upstream body that already is the OpenAI answer, byte for byte (the
+        # adapter returned what it parsed unchanged): sent as is unless a plugin saw the answer.
+        self.response_bytes: bytes | None = None
         self.stash: dict[StashKey[Any], Any] = {}
 
     def get(self, key: StashKey[T], default: T | None = None) -> T | None:

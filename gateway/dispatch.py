@@ -237,9 +237,12 @@ class Dispatcher:
             if raw.status >= 400:
                 raise adapter.parse_error(raw.status, raw.body, raw.headers)
             try:
-                return adapter.parse_response(op, orjson.loads(raw.body), target.model)
+                result = adapter.parse_response(op, orjson.loads(raw.body), target.model)
             except SHAPE_ERRORS as exc:
                 raise UpstreamProtocolError(f"{provider.name}: upstream sent a malformed response") from exc
+            if adapter.relays_response_bytes:
+                ctx.response_bytes = raw.body
+            return result
         except BaseException as exc:
             error = exc
             raise

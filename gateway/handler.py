@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from random import getrandbits
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -22,7 +22,7 @@ from gateway.errors import (
     blames_provider,
 )
 from gateway.keys import GATEWAY
-from gateway.relay import DONE, SSEResponse, error_event, error_response, flatten, json_response
+from gateway.relay import DONE, JSONResponse, SSEResponse, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from gateway.runtime import Gateway, ShortCircuit
 
 log = logging.getLogger("llm_gateway.handler")
+R = TypeVar("R", bound=web.StreamResponse)
 
 
 def request_id(request: web.Request) -> str:
@@ -127,7 +128,10 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
             await gw.hooks.all("gateway_response", ctx=ctx, response=result)
-        return await send_now(ctx, json_response(result, response_headers(ctx)), outcome)
+            body = orjson.dumps(result)  # a plugin may have changed it
+        else:
+            body = ctx.response_bytes or orjson.dumps(result)
+        return await send_now(ctx, JSONResponse(body, response_headers(ctx)), outcome)
     except GatewayError as exc:
         return await send_now(ctx, await fail(gw, ctx, exc, outcome), outcome)
     except asyncio.CancelledError:
@@ -141,7 +145,7 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
             await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
 
 
-async def send_now(ctx: RequestContext, resp: web.Response, outcome: Outcome) -> web.Response:
+async def send_now(ctx: RequestContext, resp: R, outcome: Outcome) -> R:
     """Send a complete response before the ``gateway_request_finished`` hooks run (metrics, logs,
     spans), so the client's latency does not include them."""
     try:

@@ -194,6 +194,12 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     #: OpenAI request fields this vendor rejects; dropped (with a debug log) before sending.
     unsupported_params: ClassVar[frozenset[str]] = frozenset()
     translator_class: ClassVar[type[OpenAIStreamTranslator]] = OpenAIStreamTranslator
+    relays_response_bytes: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "parse_response" in cls.__dict__ and "relays_response_bytes" not in cls.__dict__:
+            cls.relays_response_bytes = False  # it fixes responses up: their bytes are not the answer
 
     def __init__(self, name: str, config: Any, options: Any) -> None:
         super().__init__(name, config, options)
