@@ -31,7 +31,7 @@ from gateway.errors import (
 )
 from gateway.secrets import Scrubber
 from gateway.sse import SSEDecoder, SSEEvent
-from gateway.transport import UPSTREAM_EXCEPTIONS, Attempt, map_exception
+from gateway.transport import UPSTREAM_EXCEPTIONS, Attempt, map_exception, reader
 
 if TYPE_CHECKING:
     from gateway.config import RetryConfig
@@ -285,7 +285,8 @@ class Dispatcher:
                     if body.status >= 400:
                         raise provider.adapter.parse_error(body.status, await body.read(), body.headers)
                     decoder = SSEDecoder()
-                    async for data in body.iter_any():
+                    read = reader(body)
+                    while data := await read():
                         if time.monotonic() > deadline:
                             raise StreamTimeLimitError(f"{provider.name}: stream exceeded the total time limit")
                         if raw_ok:

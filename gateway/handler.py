@@ -26,6 +26,7 @@ from gateway.relay import DONE, JSONResponse, SSEResponse, error_event, error_re
 from gateway.replay import response_to_chunks
 
 if TYPE_CHECKING:
+    from gateway.adapter import Chunk, StreamTranslator
     from gateway.dispatch import UpstreamStream
     from gateway.operations import Operation
     from gateway.runtime import Gateway, ShortCircuit
@@ -219,11 +220,14 @@ async def stream(
                     ctx.first_chunk_at = time.perf_counter()
                 await resp.send_chunk(chunk)
         else:
+            translator = upstream.translator
             if upstream.first:
                 ctx.first_chunk_at = time.perf_counter()
-                await send_or_hold(resp, upstream, upstream.first, tail)
+                if data := outgoing(translator, upstream.first, tail):
+                    await resp.write(data)
             async for batch in chunks:
-                await send_or_hold(resp, upstream, batch, tail)
+                if data := outgoing(translator, batch, tail):
+                    await resp.write(data)
         ctx.usage = Usage.from_openai(upstream.translator.usage)
         tail.append(DONE)
         await resp.close_stream(b"".join(tail))
@@ -244,13 +248,15 @@ async def stream(
     return resp
 
 
-async def send_or_hold(resp: SSEResponse, upstream: UpstreamStream, batch: Any, tail: list[bytes]) -> None:
-    """Send a batch now, or, once the upstream has finished, hold it for the last write (with
-    ``[DONE]`` and the end of the body)."""
-    if upstream.translator.done:
-        tail.append(encode_chunks(batch))
-    else:
-        await resp.send_batch(batch)
+def outgoing(translator: StreamTranslator, batch: list[Chunk] | bytes, tail: list[bytes]) -> bytes:
+    """A batch's bytes to write now; or, once the upstream has finished, nothing: the batch is
+    held for the last write, with ``[DONE]`` and the end of the body. A plain function, not a
+    coroutine around the write: two coroutines fewer per upstream read."""
+    data = encode_chunks(batch)
+    if translator.done:
+        tail.append(data)
+        return b""
+    return data
 
 
 async def stream_failed(

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
-from gateway.adapter import Chunk, encode_chunks
+from gateway.adapter import Chunk
 from gateway.errors import GatewayError
 
 DONE = b"data: [DONE]\n\n"
@@ -100,10 +100,6 @@ class SSEResponse(EventSourceResponse):
 
     async def send_chunk(self, chunk: Chunk) -> None:
         await self.write(b"data: " + chunk.data + b"\n\n")
-
-    async def send_batch(self, batch: list[Chunk] | bytes) -> None:
-        """Chunks decoded from one upstream read go out in one write (bytes: relayed as read)."""
-        await self.write(encode_chunks(batch))
 
     async def close_stream(self, tail: bytes = b"") -> None:
         """The last bytes and the end of the chunked body in one write."""

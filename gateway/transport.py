@@ -8,7 +8,7 @@ URL, headers or key.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -54,6 +54,24 @@ class StreamBody(Protocol):
     def iter_any(self) -> AsyncIterator[bytes]: ...
 
     async def read(self) -> bytes: ...
+
+
+def reader(body: StreamBody) -> Callable[[], Awaitable[bytes]]:
+    """A function that returns a stream body's next bytes, ``b""`` at its end. An HTTP body's
+    own ``readany`` when it has one: awaited directly, it is one coroutine fewer per read than
+    ``async for`` over ``iter_any``; other bodies (custom transports) through ``iter_any``."""
+    readany = getattr(body, "readany", None)
+    if readany is not None:
+        return readany
+    it = body.iter_any().__aiter__()
+
+    async def next_bytes() -> bytes:
+        async for data in it:
+            if data:
+                return data
+        return b""
+
+    return next_bytes
 
 
 class Transport(Protocol):
@@ -195,7 +213,7 @@ class StreamContext:
     ``@asynccontextmanager``: that is a generator and two extra frames on every resumption of
     the stream."""
 
-    __slots__ = ("_req", "_resp", "_transport", "headers", "status")
+    __slots__ = ("_req", "_resp", "_transport", "headers", "readany", "status")
 
     def __init__(self, transport: HttpTransport, req: UpstreamRequest) -> None:
         self._transport = transport
@@ -217,6 +235,7 @@ class StreamContext:
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
+        self.readany = resp.content.readany
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.adapter import UpstreamRequest
 from gateway.config import ProviderConfig
 from gateway.errors import UpstreamTimeoutError
-from gateway.transport import FAST_RESUME, HttpTransport, ResponseProtocol
+from gateway.transport import FAST_RESUME, HttpTransport, ResponseProtocol, reader
 
 CHUNK = bytes(range(256)) * 8  # 2 KiB, not compressible to nothing
 CHUNKS = 600  # 1.2 MiB: far over aiohttp's 128 KiB high-water mark
@@ -175,3 +175,26 @@ async def test_a_slow_head_is_bounded_by_the_smallest_limit_that_covers_it(open_
             async with t.stream(UpstreamRequest("GET", server_url + "slow_head?s=3", {})) as body:
                 await body.read()
         assert 0.3 <= time.monotonic() - started < 1.2
+
+
+async def test_reader_uses_readany_or_goes_through_iter_any_skipping_empty_reads(transport):
+    class Body:
+        status, headers = 200, {}
+
+        async def iter_any(self):
+            for data in (b"a", b"", b"b"):
+                yield data
+
+        async def read(self) -> bytes:
+            return b""
+
+    read = reader(Body())
+    assert [await read(), await read(), await read()] == [b"a", b"b", b""]
+    t, url = transport
+    async with t.stream(UpstreamRequest("GET", url + "chunked", {})) as body:
+        read = reader(body)
+        assert read == body.readany
+        got = bytearray()
+        while data := await read():
+            got += data
+    assert bytes(got) == CHUNK * CHUNKS
