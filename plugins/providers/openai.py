@@ -297,6 +297,14 @@ class OpenAINativeTranslator(OpenAIStreamTranslator):
         with anything else before the end, is decoded whole."""
         if not data.startswith(b"data: {") or b"\r" in data:
             return 0
+        if (  # the usual read, one whole content event: the same tests without the search
+            data.count(b"\n") == 2
+            and data.endswith(b"}\n\n")
+            and not data.startswith(b'data: {"error"')
+            and b'"usage":{' not in data
+            and b'"usage": {' not in data
+        ):
+            return len(data)
         end = data.rfind(b"\n\n") + 2  # whole events only: a cut-short last one is decoded
         while end > 2:
             start = data.rfind(b"\n\n", 0, end - 2) + 2

@@ -35,6 +35,12 @@ USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1}}\n\n'
     (EVENT + b"event: error\n" + EVENT, len(EVENT)),
     (EVENT[:-1], 0),  # not a whole event
     (EVENT + b'data: {"id":"c","choices":[],"usage": {"prompt_tokens":1}}\n\n' + DONE, len(EVENT)),
+    # a read of one event (the usual read) takes a shorter way to the same answers
+    (USAGE, 0),
+    (b'data: {"id":"c","choices":[],"usage": {"prompt_tokens":1}}\n\n', 0),
+    (b'data: {"error":{"message":"boom"}}\n\n', 0),
+    (b"data: {not json\n\n", 0),
+    (b'data: {"a":1}\rdata: {"b":2}\n\n', 0),
 ])
 def test_how_much_of_a_read_is_relayed_untouched(read, relayed):
     assert OpenAINativeTranslator(client_wants_usage=False).passthrough(read) == relayed
