@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=5, help="per round (latency: per turn, default 2)")
     p.add_argument("--rounds", type=int, default=4, help="(latency: turns per target, default 10)")
     p.add_argument("--chunks", type=int, default=50)
+    p.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="upstream pause between stream events (e.g. 1: every event its own read, as with a "
+        "vendor sending tokens as they are generated; 0: back to back, reads hold several)",
+    )
     p.add_argument("--config", type=Path, default=GATEWAY_CONFIGS["gateway"], help="gateway config for every tree")
     args = p.parse_args(argv)
     if args.scenario == "latency":
@@ -159,7 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "BENCH_UPSTREAM_PORT": str(up_port)}
         upstream = procs.start(
             "upstream",
-            [py, str(HERE / "upstream.py"), "--port", str(up_port), "--chunks", str(args.chunks)],
+            [
+                py,
+                str(HERE / "upstream.py"),
+                "--port",
+                str(up_port),
+                "--chunks",
+                str(args.chunks),
+                "--delay-ms",
+                str(args.delay_ms),
+            ],
             LOAD_CPU,
             env,
         )

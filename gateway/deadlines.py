@@ -20,6 +20,7 @@ import time
 from types import TracebackType
 
 MAX_TICK_S = 0.05
+INF = float("inf")
 
 
 class Watch:
@@ -41,10 +42,17 @@ class Watch:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._owner.watches.discard(self)
-        # Like asyncio.timeout: only when no other cancellation was requested meanwhile is the
-        # CancelledError ours to turn into a timeout.
-        if self.fired and self.task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+        if self.expired() and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
+
+    def expired(self) -> bool:
+        """Whether this watch cancelled the task (once: its cancellation is taken back). Like
+        ``asyncio.timeout``, only when no other cancellation was asked for meanwhile is the
+        ``CancelledError`` this watch's own, to become a ``TimeoutError``."""
+        if not self.fired:
+            return False
+        self.fired = False
+        return self.task.uncancel() <= self._cancelling
 
 
 class Deadlines:
@@ -65,6 +73,10 @@ class Deadlines:
         if self._timer is None:
             self._timer = task.get_loop().call_later(self.tick_s, self._tick)
         return w
+
+    def discard(self, watch: Watch) -> None:
+        """Stop watching (for a watch used without ``with``)."""
+        self.watches.discard(watch)
 
     def _tick(self) -> None:
         now = time.monotonic()

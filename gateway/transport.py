@@ -7,6 +7,7 @@ URL, headers or key.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from aiohttp.client_proto import ResponseHandler
 from gateway import __version__
 from gateway.adapter import UpstreamRequest
 from gateway.config import ProviderConfig
-from gateway.deadlines import Deadlines
+from gateway.deadlines import INF, Deadlines, Watch
 from gateway.errors import GatewayError, UpstreamConnectionError, UpstreamTimeoutError
 
 
@@ -132,10 +133,11 @@ class HttpTransport:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._timeout: aiohttp.ClientTimeout | None = None
+        self._stream_timeout: aiohttp.ClientTimeout | None = None
         t = config.timeouts
-        # Limits aiohttp does not keep for us: a request's total_s, and a head's first_byte_s
-        # when it is below idle_s (sock_read, below, bounds the head by idle_s anyway).
-        self.deadlines = Deadlines(min(t.total_s, t.first_byte_s))
+        # Limits aiohttp does not keep for us: a request's total_s, a head's first_byte_s when it
+        # is below idle_s (sock_read bounds a non-stream head by idle_s anyway), a stream's idle_s.
+        self.deadlines = Deadlines(min(t.total_s, t.first_byte_s, t.idle_s))
 
     async def open(self) -> None:
         pool, t = self.config.pool, self.config.timeouts
@@ -145,11 +147,13 @@ class HttpTransport:
             keepalive_timeout=pool.keepalive_s,
             ttl_dns_cache=int(pool.dns_cache_s),
         )
-        # sock_connect costs a timer only when a new connection is made; sock_read (idle_s) bounds
-        # every wait for bytes, the head included. A non-stream request's total_s and a head's
-        # shorter first_byte_s are watched by self.deadlines (no timer per request); a stream's
-        # total_s is checked per read by the dispatcher.
+        # sock_connect costs a timer only when a new connection is made; for a non-stream request
+        # sock_read (idle_s) bounds every wait for bytes, the head included, and self.deadlines
+        # watches total_s and a shorter first_byte_s (no timer per request). A stream is watched
+        # by self.deadlines alone (see StreamContext); its total_s is checked per read by the
+        # dispatcher.
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=t.idle_s)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s, sock_read=None)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -179,13 +183,13 @@ class HttpTransport:
         first_byte_s = self.config.timeouts.first_byte_s
         return min(started + first_byte_s, total_at) if first_byte_s < self.config.timeouts.idle_s else total_at
 
-    def _request(self, req: UpstreamRequest) -> Any:
+    def _request(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout | None = None) -> Any:
         headers = req.headers
         data = None
         if req.json is not None:
             data = orjson.dumps(req.json)
             headers = {"Content-Type": "application/json", **headers}
-        return self.session.request(req.method, req.url, headers=headers, data=data)
+        return self.session.request(req.method, req.url, headers=headers, data=data, timeout=timeout or self._timeout)
 
     async def send(self, req: UpstreamRequest) -> RawResponse:
         started = time.monotonic()
@@ -211,41 +215,67 @@ class StreamContext:
     connection goes back to the pool on exit when the body was read to the end (aiohttp drops it
     instead when it was not: client gone, error mid-stream). A plain class, not
     ``@asynccontextmanager``: that is a generator and two extra frames on every resumption of
-    the stream."""
+    the stream.
 
-    __slots__ = ("_req", "_resp", "_transport", "headers", "readany", "status")
+    Its time limits come from one watch on the provider's deadline clock: on the head
+    (``first_byte_s``, or ``idle_s`` or ``total_s`` if smaller), then on each read (``idle_s``),
+    and none while the stream waits on anything else (the client). aiohttp's ``sock_read``
+    would instead cancel and re-arm a timer on every chunk that arrives, one per token."""
+
+    __slots__ = ("_idle_s", "_readany", "_req", "_resp", "_transport", "_watch", "headers", "status")
 
     def __init__(self, transport: HttpTransport, req: UpstreamRequest) -> None:
         self._transport = transport
         self._req = req
         self._resp: aiohttp.ClientResponse | None = None
+        self._watch: Watch | None = None
 
     async def __aenter__(self) -> StreamContext:
         t = self._transport
         timeouts = t.config.timeouts
+        self._idle_s = timeouts.idle_s
+        head_s = min(timeouts.first_byte_s, timeouts.idle_s, timeouts.total_s)
+        watch = t.deadlines.watch(time.monotonic() + head_s)
         try:
-            if timeouts.first_byte_s < timeouts.idle_s:
-                started = time.monotonic()
-                with t.deadlines.watch(t.head_deadline(started, started + timeouts.total_s)):
-                    resp = await t._request(self._req)
-            else:  # sock_read (idle_s) bounds the wait for the head: nothing to watch
-                resp = await t._request(self._req)
-        except UPSTREAM_EXCEPTIONS as exc:
-            raise map_exception(t.provider, exc) from exc
+            resp = await t._request(self._req, t._stream_timeout)
+        except BaseException as exc:
+            t.deadlines.discard(watch)
+            if isinstance(exc, asyncio.CancelledError) and watch.expired():
+                raise map_exception(t.provider, TimeoutError()) from None
+            if isinstance(exc, UPSTREAM_EXCEPTIONS):
+                raise map_exception(t.provider, exc) from exc
+            raise
+        watch.deadline = INF
+        self._watch = watch
         self._resp = resp
+        self._readany = resp.content.readany
         self.status = resp.status
         self.headers = resp.headers
-        self.readany = resp.content.readany
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._watch is not None:
+            self._transport.deadlines.discard(self._watch)
         if self._resp is not None:
             self._resp.release()
 
-    def iter_any(self) -> AsyncIterator[bytes]:
-        assert self._resp is not None
-        return self._resp.content.iter_any()
+    async def readany(self) -> bytes:
+        """The next bytes that arrived (``b""`` at the end), waiting at most ``idle_s``."""
+        watch = self._watch
+        assert watch is not None
+        watch.deadline = time.monotonic() + self._idle_s
+        try:
+            return await self._readany()
+        except asyncio.CancelledError:
+            if watch.expired():
+                raise TimeoutError from None  # mapped like aiohttp's read timeout
+            raise
+        finally:
+            watch.deadline = INF
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        while data := await self.readany():
+            yield data
 
     async def read(self) -> bytes:
-        assert self._resp is not None
-        return await self._resp.read()
+        return b"".join([data async for data in self.iter_any()])

@@ -41,11 +41,12 @@ async def gzipped(request: web.Request) -> web.Response:
 
 
 async def trickle(request: web.Request) -> web.StreamResponse:
-    """The head at once, then a byte every 50 ms for 3 s: never idle, but slow as a whole."""
+    """The head at once, then a byte every 50 ms (or ``every`` s) for 3 s."""
+    every = float(request.query.get("every", "0.05"))
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    for _ in range(60):
-        await asyncio.sleep(0.05)
+    for _ in range(int(3 / every)):
+        await asyncio.sleep(every)
         await resp.write(b" ")
     await resp.write_eof(b"{}")
     return resp
@@ -169,12 +170,27 @@ async def test_a_slow_head_is_bounded_by_the_smallest_limit_that_covers_it(open_
     with pytest.raises(UpstreamTimeoutError):
         await t.send(UpstreamRequest("GET", server_url + "slow_head?s=3", {}))
     assert 0.3 <= time.monotonic() - started < 1.2
-    if limits["first_byte_s"] < limits["idle_s"]:
-        started = time.monotonic()
-        with pytest.raises(UpstreamTimeoutError):
-            async with t.stream(UpstreamRequest("GET", server_url + "slow_head?s=3", {})) as body:
-                await body.read()
-        assert 0.3 <= time.monotonic() - started < 1.2
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        async with t.stream(UpstreamRequest("GET", server_url + "slow_head?s=3", {})) as body:
+            await body.read()
+    assert 0.3 <= time.monotonic() - started < 1.2
+    assert not t.deadlines.watches
+
+
+async def test_a_stream_read_waits_at_most_idle_s_but_a_slow_consumer_is_not_idle(open_transport, server_url):
+    t = await open_transport(idle_s=0.3)
+    async with t.stream(UpstreamRequest("GET", server_url + "chunked", {})) as body:
+        for _ in range(3):
+            assert await body.readany()
+            await asyncio.sleep(0.5)  # busy elsewhere (a slow client) for longer than idle_s
+        assert len(await body.read()) > 0
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):  # the dispatcher maps it (like aiohttp's read timeout)
+        async with t.stream(UpstreamRequest("GET", server_url + "trickle?every=1", {})) as body:
+            await body.read()
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert not t.deadlines.watches
 
 
 async def test_reader_uses_readany_or_goes_through_iter_any_skipping_empty_reads(transport):
