@@ -106,6 +106,8 @@ def relay_read(
         if failure is not None or translator.done or not data:
             return out, failure
     relayed = translator.passthrough(data) if decoder.idle else 0
+    if relayed == len(data) and not out:
+        return data, None  # the usual read: relayed whole, no copy
     if relayed:
         out += data[:relayed]
         data = data[relayed:]
