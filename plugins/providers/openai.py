@@ -298,7 +298,7 @@ class OpenAINativeTranslator(OpenAIStreamTranslator):
         if not data.startswith(b"data: {") or b"\r" in data:
             return 0
         if (  # the usual read, one whole content event: the same tests without the search
-            data.count(b"\n") == 2
+            data.find(b"\n") == len(data) - 2  # find is memchr; bytes.count(b"\n") goes byte by byte
             and data.endswith(b"}\n\n")
             and not data.startswith(b'data: {"error"')
             and b'"usage":{' not in data
