@@ -9,8 +9,9 @@ tasks whose deadline passed. As with ``asyncio.timeout``, the cancellation comes
 ``with`` block as ``TimeoutError``, and a cancellation that came from elsewhere (client gone,
 shutdown) stays a cancellation.
 
-The price is precision: a limit fires up to one tick late. The tick is a quarter of the smallest
-limit it enforces, at most ``MAX_TICK_S``.
+The price is precision: a limit fires up to one tick late. The tick is 1/20 of the smallest limit
+it enforces (a limit fires at most 5% late), between ``MIN_TICK_S`` and ``MAX_TICK_S``: with the
+default limits (60 s and more) the clock looks once a second, whatever the number of streams.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import asyncio
 import time
 from types import TracebackType
 
-MAX_TICK_S = 0.05
+MIN_TICK_S = 0.01
+MAX_TICK_S = 1.0
 INF = float("inf")
 
 
@@ -59,7 +61,7 @@ class Deadlines:
     """The watches of one event loop's requests to one upstream, and the timer that checks them."""
 
     def __init__(self, smallest_limit_s: float) -> None:
-        self.tick_s = min(MAX_TICK_S, smallest_limit_s / 4)
+        self.tick_s = min(MAX_TICK_S, max(MIN_TICK_S, smallest_limit_s / 20))
         self.watches: set[Watch] = set()
         self._timer: asyncio.TimerHandle | None = None
 
