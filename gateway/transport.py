@@ -179,10 +179,6 @@ class HttpTransport:
             raise RuntimeError(f"transport for provider {self.provider!r} is not open")
         return self._session
 
-    def head_deadline(self, started: float, total_at: float) -> float:
-        first_byte_s = self.config.timeouts.first_byte_s
-        return min(started + first_byte_s, total_at) if first_byte_s < self.config.timeouts.idle_s else total_at
-
     def _request(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout | None = None) -> Any:
         headers = req.headers
         data = None
@@ -192,10 +188,13 @@ class HttpTransport:
         return self.session.request(req.method, req.url, headers=headers, data=data, timeout=timeout or self._timeout)
 
     async def send(self, req: UpstreamRequest) -> RawResponse:
+        t = self.config.timeouts
         started = time.monotonic()
-        total_at = started + self.config.timeouts.total_s
+        total_at = started + t.total_s
+        # sock_read (idle_s) bounds the head as well: first_byte_s matters only when smaller.
+        head_at = min(started + t.first_byte_s, total_at) if t.first_byte_s < t.idle_s else total_at
         try:
-            with self.deadlines.watch(self.head_deadline(started, total_at)) as watch:
+            with self.deadlines.watch(head_at) as watch:
                 # Awaited, not ``async with``: one coroutine layer fewer on every resumption.
                 resp = await self._request(req)
                 try:
