@@ -1,9 +1,11 @@
-"""Whole-request upstream time limits from one coarse clock, not a timer per request.
+"""Upstream time limits from one coarse clock, not a timer per request or per chunk.
 
 aiohttp's ``ClientTimeout(total=...)`` and ``asyncio.timeout`` arm a timer when a request starts
-and cancel it when it ends: Python-level work on every request (~2% of a non-stream request's
-CPU here) for a limit that almost never fires. Here a request registers a ``Watch`` (its
-deadline and the task waiting) in a set, which costs a set insert and removal. One timer per
+and cancel it when it ends, and ``sock_read`` re-arms one on every chunk a stream receives:
+Python-level work (~2% of a non-stream request's CPU here) for limits that almost never fire.
+Here a wait registers a ``Watch`` (its deadline and the task waiting) in a set, which costs a
+set insert and removal; a stream moves its watch's deadline before each read and parks it at
+``INF`` in between (``gateway.transport.StreamContext``). One timer per
 ``Deadlines``, running only while watches exist, looks at them every ``tick_s`` and cancels the
 tasks whose deadline passed. As with ``asyncio.timeout``, the cancellation comes out of the
 ``with`` block as ``TimeoutError``, and a cancellation that came from elsewhere (client gone,
