@@ -77,3 +77,31 @@ def test_ab_compares_a_checkout_with_the_relay():
     row = re.search(rf"^\| 0:{re.escape(str(ROOT))} \| (\d+) \| ([\d.]+)x \| ([\d.]+)x \|$", proc.stdout, re.M)
     assert row and int(row.group(1)) > 0, proc.stdout
     assert re.search(r"^\| relay \| \d+ \| 1\.00x \| 1\.00x \|$", proc.stdout, re.M)
+
+
+def test_instructions_parses_callgrind_totals():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from instructions import parse_totals, table
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    dump = "version: 1\nevents: Ir D1mr Bcm\nsummary: 2000 30\nfn=(1) main\n0 5 1\ntotals: 2000 30\n"
+    assert parse_totals(dump) == {"Ir": 2000, "D1mr": 30, "Bcm": 0}
+    rows = table({"relay": {"Ir": 1000.0, "D1mr": 10.0}, "0:/x": {"Ir": 1100.0, "D1mr": 15.0}}, "relay")
+    assert "| 0:/x | 1,100 (1.100x) | 15 (1.500x) |" in rows
+    assert "L1 data read misses / request" in rows
+    with pytest.raises(Exception, match="without events"):
+        parse_totals("version: 1\n")
+
+
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="benchmarks/instructions.py runs the server under valgrind")
+def test_instructions_counts_a_checkout():
+    """A few requests counted under callgrind: the tool starts, counts and prints a row."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "instructions.py"), "--no-relay", "--requests", "10",
+         "--warmup", "5", "--conns", "2", "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    row = re.search(rf"^\| 0:{re.escape(str(ROOT))} \| ([\d,]+) \|$", proc.stdout, re.M)
+    assert row and int(row.group(1).replace(",", "")) > 100_000, proc.stdout
