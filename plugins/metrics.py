@@ -20,15 +20,22 @@ model, alias or alias-target name, else ``other``; ``operation`` is the core's o
 ``status`` the numeric HTTP status; ``type`` a type of the gateway's error taxonomy; ``scope`` and
 ``outcome`` fixed words. No label ever holds user input or a key.
 
-Cost per request: one ``gateway_request_finished`` call (a few label look-ups and increments);
-never per chunk. Streams in flight are counted without wrapping the stream: +1 in
-``gateway_upstream_attempt_done`` when a stream attempt got its first chunk (at most once per
-request), -1 in ``gateway_request_finished`` (which always runs, also on disconnect), keyed by a
-stash entry so the gauge only ever goes down for a stream it counted.
+Cost per request: one ``gateway_request_finished`` call; never per chunk. prometheus-client takes
+a lock and re-checks a series' labels on every ``inc``, which cost more than everything else the
+plugin does, so the per-request counters (requests, tokens, cache) add up in a dict (label sets
+are bounded, so is the dict) and reach their prometheus-client series whenever the registry is
+collected (``/metrics``, ``generate_latest``): a collector registered first applies them. Only the
+two histograms are observed as each request ends. Streams in flight are counted without wrapping
+the stream: +1 in ``gateway_upstream_attempt_done`` when a stream attempt got its first chunk (at
+most once per request), -1 in ``gateway_request_finished`` (which always runs, also on
+disconnect), keyed by a stash entry so the gauge only ever goes down for a stream it counted; the
+count is a plain integer the gauge reads when collected. Collection must happen on the event
+loop's thread (the ``/metrics`` handler does), not from another thread.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -62,6 +69,40 @@ class Children(dict[tuple[str, ...], Any]):
         return child
 
 
+class Coalesced:
+    """A labelled counter whose increments add up here until the registry is collected."""
+
+    __slots__ = ("children", "pending")
+
+    def __init__(self, counter: Counter) -> None:
+        self.children = Children(counter)
+        self.pending: dict[tuple[str, ...], float] = {}
+
+    def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+        pending = self.pending
+        pending[key] = pending.get(key, 0.0) + amount
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        for key, amount in pending.items():
+            self.children[key].inc(amount)
+
+
+class FlushFirst:
+    """Registered before the metrics it serves, so every collection of the registry (a scrape)
+    sees the counts of every request finished until then."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []  # no series of its own
+
+    def collect(self) -> list[Any]:
+        self.metrics.flush()
+        return []
+
+
 def error_types() -> frozenset[str]:
     """The ``type`` of every ``GatewayError`` class (an error built with another type counts as
     ``other``): a bounded set, taken from the taxonomy rather than copied from it."""
@@ -90,10 +131,11 @@ class GatewayMetrics:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.registry = r = CollectorRegistry()
+        r.register(FlushFirst(self))
         self.providers = frozenset(p.name for p in config.providers)
         self.models = configured_models(config)
         self.error_types = error_types()
-        self.requests = Children(Counter(
+        self.requests = Coalesced(Counter(
             "llm_gateway_requests_total", "Requests handled, by final HTTP status.",
             ("provider", "model", "operation", "status"), registry=r))
         self.duration = Children(Histogram(
@@ -102,7 +144,7 @@ class GatewayMetrics:
         self.ttft = Children(Histogram(
             "llm_gateway_time_to_first_token_seconds", "Time from request received to the first streamed chunk.",
             ("provider",), buckets=TTFT_BUCKETS, registry=r))
-        self.tokens = Children(Counter(
+        self.tokens = Coalesced(Counter(
             "llm_gateway_tokens_total", "Tokens as reported in the usage of responses.",
             ("provider", "model", "kind"), registry=r))
         self.upstream_errors = Children(Counter(
@@ -113,10 +155,24 @@ class GatewayMetrics:
         self.rate_limited = Children(Counter(
             "llm_gateway_rate_limited_total", "Requests answered 429, by the gateway's limits or the vendor's.",
             ("scope",), registry=r))
-        self.cache = Children(Counter(
+        self.cache = Coalesced(Counter(
             "llm_gateway_cache_requests_total", "Response cache look-ups by outcome.", ("outcome",), registry=r))
+        self.open_streams: dict[str, int] = {}
         for name in self.providers:
-            self.streams[(name,)]  # 0 from the start, not missing until the first stream
+            self.stream_opened(name, 0)  # 0 from the start, not missing until the first stream
+
+    def stream_opened(self, label: str, n: int = 1) -> None:
+        if label not in self.open_streams:
+            self.open_streams[label] = 0
+            self.streams[(label,)].set_function(partial(self.open_streams.__getitem__, label))
+        self.open_streams[label] += n
+
+    def stream_closed(self, label: str) -> None:
+        self.open_streams[label] -= 1
+
+    def flush(self) -> None:
+        for counter in (self.requests, self.tokens, self.cache):
+            counter.flush()
 
     def provider(self, name: str | None) -> str:
         if name is None:
@@ -134,21 +190,21 @@ class GatewayMetrics:
 
     def finished(self, operation: str, outcome: Outcome) -> None:
         provider, model = self.provider(outcome.provider), self.model(outcome.model)
-        self.requests[(provider, model, operation, str(outcome.status))].inc()
+        self.requests.inc((provider, model, operation, str(outcome.status)))
         self.duration[(provider, operation)].observe(outcome.latency_s)
         if outcome.ttft_s is not None:
             self.ttft[(provider,)].observe(outcome.ttft_s)
         usage = outcome.usage
         if usage is not None:
             if usage.prompt_tokens:
-                self.tokens[(provider, model, "prompt")].inc(usage.prompt_tokens)
+                self.tokens.inc((provider, model, "prompt"), usage.prompt_tokens)
             if usage.completion_tokens:
-                self.tokens[(provider, model, "completion")].inc(usage.completion_tokens)
+                self.tokens.inc((provider, model, "completion"), usage.completion_tokens)
         if outcome.status == 429 and outcome.error_type == "rate_limit_error":
             # A request that reached a vendor was refused by the vendor; one that did not, by us.
             self.rate_limited[("upstream" if outcome.attempts else "gateway",)].inc()
         if outcome.cache is not None:
-            self.cache[(outcome.cache if outcome.cache in CACHE_OUTCOMES else OTHER,)].inc()
+            self.cache.inc((outcome.cache if outcome.cache in CACHE_OUTCOMES else OTHER,))
 
 
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("llm_gateway.metrics")
@@ -175,7 +231,7 @@ def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: 
         metrics.upstream_error(attempt.provider, error)
     elif attempt.stream:
         label = metrics.provider(attempt.provider)
-        metrics.streams[(label,)].inc()
+        metrics.stream_opened(label)
         ctx[STREAM_OPEN] = label
 
 
@@ -195,5 +251,5 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
         return
     stream = ctx.get(STREAM_OPEN)
     if stream is not None:
-        metrics.streams[(stream,)].dec()
+        metrics.stream_closed(stream)
     metrics.finished(ctx.op.name if ctx.op is not None else NONE, outcome)

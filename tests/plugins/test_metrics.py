@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.context import Outcome
+from gateway.context import Outcome, Usage
 from gateway.loader import load_data
 from plugins.metrics import GatewayMetrics
 from tests.conftest import MOCK_PROVIDER, make_config
@@ -139,6 +139,26 @@ def test_gateway_rate_limits_and_cache_outcomes_use_fixed_label_words():
     assert m.get("llm_gateway_cache_requests_total", outcome="other") == 1
     assert m.get("llm_gateway_requests_total", provider="other", model="mock-1", operation="chat",
                  status="200") == 1
+
+
+def test_counts_wait_in_a_bounded_dict_until_the_registry_is_collected():
+    metrics = GatewayMetrics(load_data(make_config(), {}).config)
+    for _ in range(50):
+        metrics.finished("chat", Outcome(200, provider="mock", model="mock-1", usage=Usage(2, 3), cache="miss"))
+    assert len(metrics.requests.pending) == 1 and len(metrics.tokens.pending) == 2  # one entry per series
+    metrics.stream_opened("mock")
+    metrics.stream_opened("mock")
+    metrics.stream_closed("mock")
+    for _ in range(2):  # a second collection must not count anything twice
+        m = Scrape(generate_latest(metrics.registry).decode())
+        assert m.get("llm_gateway_requests_total", provider="mock", model="mock-1", operation="chat",
+                     status="200") == 50
+        assert m.get("llm_gateway_tokens_total", provider="mock", model="mock-1", kind="prompt") == 100
+        assert m.get("llm_gateway_tokens_total", provider="mock", model="mock-1", kind="completion") == 150
+        assert m.get("llm_gateway_cache_requests_total", outcome="miss") == 50
+        assert m.get("llm_gateway_request_duration_seconds_count", provider="mock", operation="chat") == 50
+        assert m.get("llm_gateway_streams_in_flight", provider="mock") == 1
+        assert not metrics.requests.pending and not metrics.tokens.pending and not metrics.cache.pending
 
 
 async def test_two_gateways_in_one_process_keep_their_own_registries(gateway, http):
