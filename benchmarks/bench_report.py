@@ -35,6 +35,40 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
+def per_pass(t: Target, relay: Target, direct: Target | None) -> str:
+    """Each pass's figures as ratios to the relay's in the same pass (measured seconds apart), and
+    their median. On a machine whose speed changes from one minute to the next this pairing holds
+    up better than a ratio of two medians taken over different minutes."""
+
+    def pairs(key: str, fn) -> list[float]:
+        mine = t.results.get(key, [])
+        base = direct.results.get(key, []) if direct is not None else [None] * len(mine)
+        rows = zip(mine, relay.results.get(key, []), base, strict=False)  # a failed target has fewer
+        out = []
+        for g, r, d in rows:
+            try:
+                value = fn(g, r, d)
+            except (KeyError, TypeError, ZeroDivisionError):
+                continue
+            if value is not None and not math.isnan(value):
+                out.append(value)
+        return out
+
+    def show(label: str, vals: list[float], unit: str) -> str:
+        each = " ".join(f"{x:.2f}{unit}" for x in vals)
+        return f"{label} {each} (median {statistics.median(vals):.2f}{unit})"
+
+    parts = []
+    for label, key in (("ns c64 req/s", "ns_c64"), ("stream req/s", "st_c16")):
+        if vals := pairs(key, lambda g, r, d: g["rps"] / r["rps"]):
+            parts.append(show(label, vals, "x"))
+    if vals := pairs("ns_c1", lambda g, r, d: (g["p50_ms"] - d["p50_ms"]) / (r["p50_ms"] - d["p50_ms"])):
+        parts.append(show("added p50", vals, "x"))
+    if vals := pairs("ttfc", lambda g, r, d: g["ttfc_ms"] - d["ttfc_ms"]):
+        parts.append(show("first chunk over direct", vals, " ms"))
+    return "; ".join(parts)
+
+
 def report(targets: list[Target], args, info: dict[str, str], pin_desc: str, driver: str, gw_version: str) -> str:
     by = {t.name: t for t in targets}
     direct, relay = by.get("direct"), by.get("relay")
@@ -141,6 +175,8 @@ def report(targets: list[Target], args, info: dict[str, str], pin_desc: str, dri
         if tt is not None and rt is not None:
             parts.append(f"TTFC {tt - rt:+.2f} ms vs relay")
         lines.append(f"- **{t.name}**: " + "; ".join(parts))
+        if relay is not None and args.repeat > 1 and (paired := per_pass(t, relay, direct)):
+            lines.append(f"- **{t.name}** per pass, against the relay's same pass: {paired}")
     if relay_added is not None:
         lines.append(f"- relay adds {relay_added:.0f} µs p50 over direct at 1 connection")
     for t in targets:

@@ -105,3 +105,29 @@ def test_instructions_counts_a_checkout():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     row = re.search(rf"^\| 0:{re.escape(str(ROOT))} \| ([\d,]+) \|$", proc.stdout, re.M)
     assert row and int(row.group(1).replace(",", "")) > 100_000, proc.stdout
+
+
+def test_report_pairs_each_pass_with_the_relays_same_pass():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_common import Target
+        from bench_report import per_pass
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def target(name: str, rps: list[float], p50: list[float], ttfc: list[float]) -> Target:
+        return Target(name, results={
+            "st_c16": [{"rps": x} for x in rps],
+            "ns_c1": [{"p50_ms": x} for x in p50],
+            "ttfc": [{"ttfc_ms": x} for x in ttfc],
+        })
+
+    direct = target("direct", [3000, 3000], [0.1, 0.1], [0.5, 0.5])
+    relay = target("relay", [2000, 1000], [0.5, 0.3], [1.5, 1.5])
+    gateway = target("gateway", [1500, 900], [0.6, 0.3], [1.7, 1.4])
+    line = per_pass(gateway, relay, direct)
+    assert "stream req/s 0.75x 0.90x (median 0.82x)" in line
+    assert "added p50 1.25x 1.00x (median 1.12x)" in line
+    assert "first chunk over direct 1.20 ms 0.90 ms (median 1.05 ms)" in line
+    assert "ns c64" not in line  # no such results: no figure
+    assert per_pass(gateway, relay, None).count("added p50") == 0  # needs the direct call
