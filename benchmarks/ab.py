@@ -42,6 +42,7 @@ from bench_common import (
     MODEL,
     BenchError,
     Procs,
+    checkouts,
     cpu_seconds,
     free_port,
     wait_ready,
@@ -154,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("wrk") or not shutil.which("taskset"):
         print("ab.py needs wrk and taskset", file=sys.stderr)
         return 2
-    trees = [t.resolve() for t in args.trees]
-    for t in trees:
-        if not (t / "gateway" / "__init__.py").is_file():
-            print(f"{t}: not a checkout of this repository", file=sys.stderr)
-            return 2
+    try:
+        trees = checkouts(args.trees)
+    except BenchError as exc:
+        print(f"ab.py: {exc}", file=sys.stderr)
+        return 2
     procs = Procs(Path(tempfile.mkdtemp(prefix="llm-gateway-ab-")))
     py = sys.executable
     try:

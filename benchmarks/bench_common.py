@@ -173,6 +173,16 @@ def cpu_steal() -> tuple[int, int]:
     return vals[7] if len(vals) > 7 else 0, sum(vals)
 
 
+def checkouts(paths: list[Path]) -> list[Path]:
+    """The trees a comparison tool was given, resolved; BenchError when one is not a checkout of
+    this repository (its gateway runs with that tree on PYTHONPATH)."""
+    trees = [p.resolve() for p in paths]
+    for tree in trees:
+        if not (tree / "gateway" / "__init__.py").is_file():
+            raise BenchError(f"{tree}: not a checkout of this repository")
+    return trees
+
+
 def free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_common import CHAT_PATH, GATEWAY_CONFIGS, HERE, MODEL, BenchError, Procs, free_port, wait_ready
+from bench_common import CHAT_PATH, GATEWAY_CONFIGS, HERE, MODEL, BenchError, Procs, checkouts, free_port, wait_ready
 from bench_load import py_load, run_async
 
 #: callgrind's event names and how the table calls them.
@@ -119,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"instructions.py needs {' and '.join(missing)} (apt-get install -y valgrind)", file=sys.stderr)
         return 2
-    trees = [t.resolve() for t in args.trees]
-    for t in trees:
-        if not (t / "gateway" / "__init__.py").is_file():
-            print(f"{t}: not a checkout of this repository", file=sys.stderr)
-            return 2
+    try:
+        trees = checkouts(args.trees)
+    except BenchError as exc:
+        print(f"instructions.py: {exc}", file=sys.stderr)
+        return 2
     procs = Procs(Path(tempfile.mkdtemp(prefix="llm-gateway-instructions-")))
     py = sys.executable  # the interpreter itself (a venv's is a link to it), never a shell shim
     results: dict[str, dict[str, float]] = {}
