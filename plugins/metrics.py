@@ -159,13 +159,17 @@ class GatewayMetrics:
             "llm_gateway_cache_requests_total", "Response cache look-ups by outcome.", ("outcome",), registry=r))
         self.open_streams: dict[str, int] = {}
         for name in self.providers:
-            self.stream_opened(name, 0)  # 0 from the start, not missing until the first stream
+            self.track_streams(name)  # 0 from the start, not missing until the first stream
 
-    def stream_opened(self, label: str, n: int = 1) -> None:
+    def track_streams(self, label: str) -> None:
+        """Give ``label`` a gauge series that reads its count of open streams when collected."""
+        self.open_streams[label] = 0
+        self.streams[(label,)].set_function(partial(self.open_streams.__getitem__, label))
+
+    def stream_opened(self, label: str) -> None:
         if label not in self.open_streams:
-            self.open_streams[label] = 0
-            self.streams[(label,)].set_function(partial(self.open_streams.__getitem__, label))
-        self.open_streams[label] += n
+            self.track_streams(label)
+        self.open_streams[label] += 1
 
     def stream_closed(self, label: str) -> None:
         self.open_streams[label] -= 1
