@@ -45,6 +45,7 @@ from bench_common import (
     checkouts,
     cpu_seconds,
     free_port,
+    start_upstream,
     wait_ready,
 )
 
@@ -163,24 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = Procs(Path(tempfile.mkdtemp(prefix="llm-gateway-ab-")))
     py = sys.executable
     try:
-        up_port = free_port(18900)
-        env = {**os.environ, "BENCH_UPSTREAM_PORT": str(up_port)}
-        upstream = procs.start(
-            "upstream",
-            [
-                py,
-                str(HERE / "upstream.py"),
-                "--port",
-                str(up_port),
-                "--chunks",
-                str(args.chunks),
-                "--delay-ms",
-                str(args.delay_ms),
-            ],
-            LOAD_CPU,
-            env,
-        )
-        wait_ready("upstream", upstream, f"http://127.0.0.1:{up_port}/health", procs, 30)
+        up_port, env = start_upstream(procs, LOAD_CPU, "--chunks", str(args.chunks), "--delay-ms", str(args.delay_ms))
         targets: list[tuple[str, int, subprocess.Popen]] = []
         port = free_port(18901)
         relay = procs.start(

@@ -11,6 +11,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -181,6 +182,17 @@ def checkouts(paths: list[Path]) -> list[Path]:
         if not (tree / "gateway" / "__init__.py").is_file():
             raise BenchError(f"{tree}: not a checkout of this repository")
     return trees
+
+
+def start_upstream(procs: Procs, cpu: int | None, *extra: str) -> tuple[int, dict[str, str]]:
+    """The mock upstream (``upstream.py`` with ``extra`` arguments), ready; its port, and the
+    environment the targets started after it should get (gateway configs read its port from it)."""
+    port = free_port(DEFAULT_PORTS["upstream"])
+    env = {**os.environ, "BENCH_UPSTREAM_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, str(HERE / "upstream.py"), "--port", str(port), *extra]
+    upstream = procs.start("upstream", cmd, cpu, env)
+    wait_ready("upstream", upstream, f"http://127.0.0.1:{port}/health", procs, 30)
+    return port, env
 
 
 def free_port(preferred: int) -> int:

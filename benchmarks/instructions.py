@@ -22,13 +22,23 @@ Needs valgrind (``apt-get install -y valgrind``); each target takes 20-60 s.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_common import CHAT_PATH, GATEWAY_CONFIGS, HERE, MODEL, BenchError, Procs, checkouts, free_port, wait_ready
+from bench_common import (
+    CHAT_PATH,
+    GATEWAY_CONFIGS,
+    HERE,
+    MODEL,
+    BenchError,
+    Procs,
+    checkouts,
+    free_port,
+    start_upstream,
+    wait_ready,
+)
 from bench_load import py_load, run_async
 
 #: callgrind's event names and how the table calls them.
@@ -128,15 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable  # the interpreter itself (a venv's is a link to it), never a shell shim
     results: dict[str, dict[str, float]] = {}
     try:
-        up_port = free_port(18900)
-        env = {**os.environ, "BENCH_UPSTREAM_PORT": str(up_port), "PYTHONUNBUFFERED": "1"}
-        upstream = procs.start(
-            "upstream",
-            [py, str(HERE / "upstream.py"), "--port", str(up_port), "--chunks", str(args.chunks)],
-            None,
-            env,
-        )
-        wait_ready("upstream", upstream, f"http://127.0.0.1:{up_port}/health", procs, 30)
+        up_port, env = start_upstream(procs, None, "--chunks", str(args.chunks))
         if not args.no_relay:
             relay = [py, str(HERE / "relay.py"), "--upstream", f"http://127.0.0.1:{up_port}"]
             results["relay"] = count(procs, "relay", relay, HERE, env, args)
