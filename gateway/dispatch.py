@@ -203,7 +203,8 @@ class Dispatcher:
         return attempt
 
     def _end(
-        self, ctx: RequestContext, provider: Provider, attempt: Attempt, error: BaseException | None
+        self, ctx: RequestContext, provider: Provider, attempt: Attempt, error: BaseException | None,
+        ended: float | None = None,
     ) -> None:
         if isinstance(error, asyncio.CancelledError):
             # The client went away: says nothing about the vendor; frees a half-open probe.
@@ -219,7 +220,8 @@ class Dispatcher:
                 error.provider = provider.name
         ok = error is None or not blames_provider(error)
         provider.breaker.record(ok)
-        provider.health.observe(ok, time.perf_counter() - attempt.started, None if ok else error.message)
+        elapsed = (ended or time.perf_counter()) - attempt.started
+        provider.health.observe(ok, elapsed, None if ok else error.message)
         if self._on_attempt_done:
             self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
 
@@ -231,7 +233,6 @@ class Dispatcher:
         req = adapter.build_request(op, ctx.body, target.model)
         attempt = self._begin(ctx, target, stream=False)
         req.headers.update(attempt.headers)
-        error: BaseException | None = None
         provider.in_flight += 1
         try:
             raw = await provider.transport.send(req)
@@ -244,13 +245,13 @@ class Dispatcher:
                 raise UpstreamProtocolError(f"{provider.name}: upstream sent a malformed response") from exc
             if adapter.relays_response_bytes:
                 ctx.response_bytes = raw.body
-            return result
         except BaseException as exc:
-            error = exc
+            self._end(ctx, provider, attempt, exc)
             raise
         finally:
             provider.in_flight -= 1
-            self._end(ctx, provider, attempt, error)
+        self._defer_end(ctx, provider, attempt)
+        return result
 
     async def _stream_once(self, ctx: RequestContext, target: Target, raw_ok: bool = False) -> UpstreamStream:
         provider, adapter = target.provider, target.provider.adapter
@@ -262,16 +263,20 @@ class Dispatcher:
         attempt = self._begin(ctx, target, stream=True)
         req.headers.update(attempt.headers)
         chunks = self._chunks(provider, req, translator, attempt, raw_ok)
-        error: BaseException | None = None
         try:
             first = await anext(chunks, [])
         except BaseException as exc:
-            error = exc
+            self._end(ctx, provider, attempt, exc)
             await chunks.aclose()
             raise
-        finally:
-            self._end(ctx, provider, attempt, error)
+        self._defer_end(ctx, provider, attempt)
         return UpstreamStream(first, chunks, translator)
+
+    def _defer_end(self, ctx: RequestContext, provider: Provider, attempt: Attempt) -> None:
+        """The attempt serves the request: its end waits for ``ctx.settle_attempt()``, so that
+        it is not on the client's wait for the first bytes. A failed attempt ends at once: the
+        retry that follows must see the circuit it leaves."""
+        ctx.pending_end = partial(self._end, ctx, provider, attempt, None, time.perf_counter())
 
     async def _chunks(
         self, provider: Provider, req: Any, translator: StreamTranslator, attempt: Attempt, raw_ok: bool

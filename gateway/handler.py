@@ -128,6 +128,7 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
         result = await gw.dispatcher.send(ctx)
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
+            ctx.settle_attempt()
             await gw.hooks.all("gateway_response", ctx=ctx, response=result)
             body = orjson.dumps(result)  # a plugin may have changed it
         else:
@@ -142,18 +143,20 @@ async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
         log.exception("unhandled error in request %s", ctx.request_id)
         return await fail(gw, ctx, GatewayError(f"Internal gateway error (request id {ctx.request_id})."), outcome)
     finally:
+        ctx.settle_attempt()
         if gw.on_request_finished:
             await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
 
 
 async def send_now(ctx: RequestContext, resp: R, outcome: Outcome) -> R:
-    """Send a complete response before the ``gateway_request_finished`` hooks run (metrics, logs,
-    spans), so the client's latency does not include them."""
+    """Send a complete response before the attempt is settled and the ``gateway_request_finished``
+    hooks run (metrics, logs, spans), so the client's latency does not include them."""
     try:
         await resp.prepare(ctx.request)
         await resp.write_eof()
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
+    ctx.settle_attempt()
     return resp
 
 
@@ -171,6 +174,7 @@ def finish_outcome(ctx: RequestContext, outcome: Outcome) -> Outcome:
 
 
 async def fail(gw: Gateway, ctx: RequestContext, error: GatewayError, outcome: Outcome) -> web.Response:
+    ctx.settle_attempt()  # e.g. a response hook failed: the attempt itself had succeeded
     gw.scrubber.scrub_error(error)  # plugin errors and echoed input too, not only vendor text
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
     if gw.on_error:
@@ -212,6 +216,7 @@ async def stream(
     try:
         await resp.prepare(ctx.request)
         if wrappers:
+            ctx.settle_attempt()  # plugin code sees the chunks: it may read the attempt's outcome
             chunks = flatten(upstream.first, upstream.rest)
             for wrap in wrappers:
                 chunks = wrap(chunks)
@@ -225,6 +230,7 @@ async def stream(
                 ctx.first_chunk_at = time.perf_counter()
                 if data := outgoing(translator, upstream.first, tail):
                     await resp.write(data)
+                    ctx.settle_attempt()  # else the whole stream goes out at once, settled after it
             async for batch in chunks:
                 if data := outgoing(translator, batch, tail):
                     await resp.write(data)
@@ -262,6 +268,9 @@ def outgoing(translator: StreamTranslator, batch: list[Chunk] | bytes, tail: lis
 async def stream_failed(
     gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome
 ) -> None:
+    # The attempt's success is recorded before the failure that followed it (still pending when
+    # the first bytes were held for the last write and ending the stream failed).
+    ctx.settle_attempt()
     gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
     if ctx.target is not None and blames_provider(error):

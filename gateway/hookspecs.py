@@ -87,7 +87,9 @@ def gateway_upstream_attempt(ctx: RequestContext, attempt: Attempt) -> None:
 
 @hookspec
 def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: GatewayError | None) -> None:
-    """Sync, after each upstream attempt got its response head (or failed)."""
+    """Sync, after each upstream attempt got its response head (or failed). A failed attempt is
+    reported at once; the serving one once the client has its first bytes, but before any
+    response, stream-wrapper, error or request-finished hook runs."""
 
 
 @hookspec
