@@ -11,11 +11,18 @@ what a change to the hot path moves. Medians over the rounds, as ratios to the r
     python benchmarks/ab.py /tmp/before .         # 50-chunk streams, 16 connections each
     python benchmarks/ab.py --scenario nonstream --conns 64 /tmp/before .
     python benchmarks/ab.py --scenario latency /tmp/before .
+    python benchmarks/ab.py --scenario ttfc /tmp/before .
 
 Latency at one connection cannot be measured with the targets competing for the CPU, so
 ``--scenario latency`` takes turns instead: in each round the upstream (direct), the relay and every
 build get one short wrk run each, in a rotating order, so drift in the machine spreads over all of
 them. It reports the added p50 over the direct call, the figure issue targets are written in.
+
+``--scenario ttfc`` takes turns request by request: one 50-chunk stream to each target in turn
+(direct included, the order rotated every turn), the upstream holding 20 ms after the first chunk
+as in ``run.py``'s probe, ``--requests`` turns per round. It reports the median time to the first
+chunk over the direct call and over the relay: the 20 ms pause leaves caches cold, so this is
+where work between the upstream's first bytes and the client's shows most.
 
 Each TREE is a checkout of this repository (its gateway runs with that tree on PYTHONPATH; the
 installed dependencies are shared). Needs wrk and taskset (Linux).
@@ -40,6 +47,7 @@ from bench_common import (
     GATEWAY_CONFIGS,
     HERE,
     MODEL,
+    TTFC_MODEL,
     BenchError,
     Procs,
     checkouts,
@@ -48,6 +56,7 @@ from bench_common import (
     start_upstream,
     wait_ready,
 )
+from bench_load import run_async, ttfc_turns
 
 SERVER_CPU, LOAD_CPU = 0, 1
 
@@ -55,11 +64,12 @@ SERVER_CPU, LOAD_CPU = 0, 1
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("trees", nargs="+", type=Path, help="checkouts of this repository to compare")
-    p.add_argument("--scenario", choices=("stream", "nonstream", "latency"), default="stream")
+    p.add_argument("--scenario", choices=("stream", "nonstream", "latency", "ttfc"), default="stream")
     p.add_argument("--conns", type=int, default=16, help="connections per target")
     p.add_argument("--seconds", type=int, default=5, help="per round (latency: per turn, default 2)")
     p.add_argument("--rounds", type=int, default=4, help="(latency: turns per target, default 10)")
     p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--requests", type=int, default=200, help="(ttfc: turns per round)")
     p.add_argument(
         "--delay-ms",
         type=float,
@@ -144,6 +154,37 @@ def take_turns(targets: list[tuple[str, int, subprocess.Popen | None]], args: ar
         )
 
 
+def ttfc_rounds(targets: list[tuple[str, int, subprocess.Popen]], up_port: int, args: argparse.Namespace) -> None:
+    """Time to first chunk, one stream request to each target in turn (see the module doc)."""
+    urls = {"direct": f"http://127.0.0.1:{up_port}{CHAT_PATH}"}
+    urls.update((name, f"http://127.0.0.1:{port}{CHAT_PATH}") for name, port, _ in targets)
+    ttfc: dict[str, list[float]] = {name: [] for name in urls}
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+    warm = 10
+    os.sched_setaffinity(0, {LOAD_CPU})  # the driver is the load: it stays off the servers' CPU
+    for r in range(args.rounds):
+        before = {name: cpu_seconds(p.pid) for name, _, p in targets}
+        result = run_async(ttfc_turns(urls, args.requests, warm))
+        for name, row in result.items():
+            if row["errors"]:
+                raise BenchError(f"{name}: {row['errors']} of {args.requests + warm} stream requests failed")
+            ttfc[name].append(row["ttfc_ms"])
+        for name, _, p in targets:
+            cpu[name].append((cpu_seconds(p.pid) - before[name]) / (args.requests + warm) * 1e6)
+        line = "  ".join(f"{name.split(':')[0]} {ttfc[name][-1]:.2f}ms" for name in urls)
+        print(f"round {r + 1}: {line}", flush=True)
+    direct = statistics.median(ttfc["direct"])
+    relay = statistics.median(ttfc["relay"])
+    relay_cpu = statistics.median(cpu["relay"])
+    print(f"\nfirst chunk, {args.rounds} rounds of {args.requests} turns, one stream request to each target in turn\n")
+    print("| target | first chunk ms (median) | over direct ms | over relay ms | CPU µs/stream | CPU x relay |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| direct | {direct:.3f} | - | - | - | - |")
+    for name, _, _ in targets:
+        med, c = statistics.median(ttfc[name]), statistics.median(cpu[name])
+        print(f"| {name} | {med:.3f} | {med - direct:.3f} | {med - relay:+.3f} | {c:.0f} | {c / relay_cpu:.2f}x |")
+
+
 def requests_done(wrk_output: str) -> int:
     m = re.search(r"^\s*(\d+) requests in", wrk_output, re.M)
     if not m:
@@ -164,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     procs = Procs(Path(tempfile.mkdtemp(prefix="llm-gateway-ab-")))
     py = sys.executable
     try:
-        up_port, env = start_upstream(procs, LOAD_CPU, "--chunks", str(args.chunks), "--delay-ms", str(args.delay_ms))
+        up_port, env = start_upstream(
+            procs, LOAD_CPU, "--chunks", str(args.chunks), "--delay-ms", str(args.delay_ms),
+            "--profile", f"{TTFC_MODEL}:hold_ms=20",
+        )
         targets: list[tuple[str, int, subprocess.Popen]] = []
         port = free_port(18901)
         relay = procs.start(
@@ -190,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.scenario == "latency":
             take_turns([("direct", up_port, None), *targets], args)
+            return 0
+        if args.scenario == "ttfc":
+            ttfc_rounds(targets, up_port, args)
             return 0
         cpu: dict[str, list[float]] = {name: [] for name, _, _ in targets}
         done: dict[str, list[int]] = {name: [] for name, _, _ in targets}

@@ -113,45 +113,90 @@ async def py_load(
     }
 
 
-async def ttfc_probe(url: str, n: int, warm: int) -> dict[str, Any]:
-    """Sequential stream requests over one keep-alive connection: time to the first SSE data line."""
+async def first_chunk(s: Any, url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float] | None:
+    """One stream request: seconds to the first SSE data line and to the end of the body, or None
+    when it failed."""
     import aiohttp
 
-    headers = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
+    t0 = time.perf_counter()
+    first = None
+    seen = b""
+    try:
+        async with s.post(url, data=body, headers=headers) as r:
+            async for chunk in r.content.iter_any():
+                if first is None:
+                    seen += chunk
+                    if b"data:" in seen:
+                        first = time.perf_counter()
+            ok = r.status == 200 and first is not None
+    except (TimeoutError, aiohttp.ClientError):
+        ok = False
+    if not ok:
+        return None
+    return first - t0, time.perf_counter() - t0
+
+
+def _session() -> Any:
+    import aiohttp
+
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=30))
+
+
+STREAM_HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
+
+
+async def ttfc_probe(url: str, n: int, warm: int) -> dict[str, Any]:
+    """Sequential stream requests over one keep-alive connection: time to the first SSE data line."""
     ttfc: list[float] = []
     total: list[float] = []
     errors = 0
     run = nonce()
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=30)
-    ) as s:
+    async with _session() as s:
         for i in range(warm + n):
-            body = chat_body(TTFC_MODEL, True, f"{run}-{i}")
-            t0 = time.perf_counter()
-            first = None
-            seen = b""
-            try:
-                async with s.post(url, data=body, headers=headers) as r:
-                    async for chunk in r.content.iter_any():
-                        if first is None:
-                            seen += chunk
-                            if b"data:" in seen:
-                                first = time.perf_counter()
-                    ok = r.status == 200 and first is not None
-            except (TimeoutError, aiohttp.ClientError):
-                ok = False
-            end = time.perf_counter()
-            if not ok:
+            timed = await first_chunk(s, url, chat_body(TTFC_MODEL, True, f"{run}-{i}"), STREAM_HEADERS)
+            if timed is None:
                 errors += 1
             elif i >= warm:
-                ttfc.append(first - t0)
-                total.append(end - t0)
+                ttfc.append(timed[0])
+                total.append(timed[1])
     return {
         "ttfc_ms": statistics.median(ttfc) * 1000 if ttfc else math.nan,
         "ttfc_p90_ms": pct(sorted(ttfc), 90) * 1000,
         "total_ms": statistics.median(total) * 1000 if total else math.nan,
         "requests": len(ttfc),
         "errors": errors,
+    }
+
+
+async def ttfc_turns(urls: dict[str, str], n: int, warm: int) -> dict[str, dict[str, Any]]:
+    """Like ``ttfc_probe`` for several targets at once: one request to each in turn, the order
+    rotated every turn, so every target sees the same machine. Probed one after the other, two
+    targets minutes apart differ by more than a change to the gateway moves them."""
+    names = list(urls)
+    ttfc: dict[str, list[float]] = {name: [] for name in names}
+    errors = dict.fromkeys(names, 0)
+    run = nonce()
+    sessions = {name: _session() for name in names}
+    try:
+        for i in range(warm + n):
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                body = chat_body(TTFC_MODEL, True, f"{run}-{name}-{i}")
+                timed = await first_chunk(sessions[name], urls[name], body, STREAM_HEADERS)
+                if timed is None:
+                    errors[name] += 1
+                elif i >= warm:
+                    ttfc[name].append(timed[0])
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return {
+        name: {
+            "ttfc_ms": statistics.median(ttfc[name]) * 1000 if ttfc[name] else math.nan,
+            "requests": len(ttfc[name]),
+            "errors": errors[name],
+        }
+        for name in names
     }
 
 

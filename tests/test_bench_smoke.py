@@ -79,6 +79,21 @@ def test_ab_compares_a_checkout_with_the_relay():
     assert re.search(r"^\| relay \| \d+ \| 1\.00x \| 1\.00x \|$", proc.stdout, re.M)
 
 
+@pytest.mark.skipif(not shutil.which("taskset"), reason="benchmarks/ab.py pins the servers with taskset")
+def test_ab_ttfc_takes_turns_and_reports_time_over_direct_and_relay():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ab.py"), "--scenario", "ttfc", "--rounds", "1", "--requests", "3",
+         "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert re.search(r"^\| direct \| [\d.]+ \| - \| - \| - \| - \|$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^\| relay \| [\d.]+ \| [\d.]+ \| \+0\.000 \| \d+ \| 1\.00x \|$", proc.stdout, re.M)
+    row = re.search(rf"^\| 0:{re.escape(str(ROOT))} \| ([\d.]+) \| (-?[\d.]+) \| ([+-][\d.]+) \| \d+ \| [\d.]+x \|$",
+                    proc.stdout, re.M)
+    assert row and float(row.group(1)) > 0, proc.stdout
+
+
 def test_instructions_parses_callgrind_totals():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
