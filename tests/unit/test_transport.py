@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import time
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -57,9 +58,25 @@ async def slow_head(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def late_body(request: web.Request) -> web.StreamResponse:
+    """The head at once, the body 50 ms later: not in the buffer when the head is."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = 11
+    await resp.prepare(request)
+    await asyncio.sleep(0.05)
+    await resp.write_eof(b'{"late": 1}')
+    return resp
+
+
+async def small(request: web.Request) -> web.Response:
+    return web.json_response({"small": request.transport.get_extra_info("peername")[1]})
+
+
 @pytest.fixture
 async def server_url(aiohttp_server):
     app = web.Application()
+    app.router.add_get("/late_body", late_body)
+    app.router.add_get("/small", small)
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/gzip", gzipped)
     app.router.add_get("/trickle", trickle)
@@ -126,6 +143,19 @@ async def test_a_large_gzip_body_read_whole(transport):
     t, url = transport
     raw = await asyncio.wait_for(t.send(UpstreamRequest("GET", url + "gzip", {})), 10)
     assert raw.status == 200 and raw.body == COMPRESSIBLE * GZ_CHUNKS
+
+
+async def test_a_body_taken_from_the_buffer_or_awaited_is_whole_and_the_connection_pooled(transport):
+    """A body that came with its head is taken from the buffer; one that did not is awaited.
+    Either way the connection goes back to the pool: every request reaches the server from
+    the same client port."""
+    t, url = transport
+    first = await t.send(UpstreamRequest("GET", url + "small", {}))
+    port = orjson.loads(first.body)["small"]
+    for path, body in [("late_body", b'{"late": 1}'), ("chunked", CHUNK * CHUNKS), ("small", None)]:
+        raw = await asyncio.wait_for(t.send(UpstreamRequest("GET", url + path, {})), 10)
+        assert raw.status == 200
+        assert raw.body == body if body is not None else orjson.loads(raw.body) == {"small": port}
 
 
 async def test_vendor_cookies_are_not_replayed_on_later_requests(aiohttp_server):
