@@ -12,7 +12,7 @@ import statistics
 import time
 from typing import Any
 
-from bench_common import CLIENT_KEY, HERE, TTFC_MODEL, BenchError, Procs, chat_body
+from bench_common import CLIENT_KEY, HERE, MODEL, TTFC_MODEL, BenchError, Procs, chat_body
 
 _nonce_seq = iter(range(1, 1 << 62))
 
@@ -168,25 +168,49 @@ async def ttfc_probe(url: str, n: int, warm: int) -> dict[str, Any]:
     }
 
 
-async def ttfc_turns(urls: dict[str, str], n: int, warm: int) -> dict[str, dict[str, Any]]:
+async def whole_response(s: Any, url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float] | None:
+    """One non-stream request: seconds to the whole answer (twice, in ``first_chunk``'s shape), or
+    None when it failed."""
+    import aiohttp
+
+    t0 = time.perf_counter()
+    try:
+        async with s.post(url, data=body, headers=headers) as r:
+            await r.read()
+            ok = r.status == 200
+    except (TimeoutError, aiohttp.ClientError):
+        ok = False
+    if not ok:
+        return None
+    t = time.perf_counter() - t0
+    return t, t
+
+
+async def ttfc_turns(
+    urls: dict[str, str], n: int, warm: int, stream: bool = True, pause_s: float = 0.0
+) -> dict[str, dict[str, Any]]:
     """Like ``ttfc_probe`` for several targets at once: one request to each in turn, the order
     rotated every turn, so every target sees the same machine. Probed one after the other, two
-    targets minutes apart differ by more than a change to the gateway moves them."""
+    targets minutes apart differ by more than a change to the gateway moves them. ``stream=False``
+    times whole non-stream answers instead, with ``pause_s`` of idleness after each request."""
     names = list(urls)
     ttfc: dict[str, list[float]] = {name: [] for name in names}
     errors = dict.fromkeys(names, 0)
     run = nonce()
+    timed_request = first_chunk if stream else whole_response
     sessions = {name: _session() for name in names}
     try:
         for i in range(warm + n):
             k = i % len(names)
             for name in names[k:] + names[:k]:
-                body = chat_body(TTFC_MODEL, True, f"{run}-{name}-{i}")
-                timed = await first_chunk(sessions[name], urls[name], body, STREAM_HEADERS)
+                body = chat_body(TTFC_MODEL if stream else MODEL, stream, f"{run}-{name}-{i}")
+                timed = await timed_request(sessions[name], urls[name], body, STREAM_HEADERS)
                 if timed is None:
                     errors[name] += 1
                 elif i >= warm:
                     ttfc[name].append(timed[0])
+                if pause_s:
+                    await asyncio.sleep(pause_s)
     finally:
         for s in sessions.values():
             await s.close()

@@ -94,6 +94,38 @@ def test_ab_ttfc_takes_turns_and_reports_time_over_direct_and_relay():
     assert row and float(row.group(1)) > 0, proc.stdout
 
 
+@pytest.mark.skipif(not shutil.which("taskset"), reason="benchmarks/segments.py pins the servers with taskset")
+def test_segments_times_both_stretches_inside_each_server():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "segments.py"), "--rounds", "1", "--requests", "5",
+         "--marks", "gateway.handler:stream", "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert re.search(r"^\| relay \| \d+ \| \d+ \| \d+ \| \+0 \|$", proc.stdout, re.M), proc.stdout
+    row = re.search(rf"^\| 0:{re.escape(str(ROOT))} \| (\d+) \| (\d+) \| \d+ \| [+-]\d+ \|$", proc.stdout, re.M)
+    assert row and int(row.group(1)) > 0 and int(row.group(2)) > 0, proc.stdout
+    assert re.search(r"^\| 0 \| stream \| upstream -> out \| \+\d+ \|$", proc.stdout, re.M), proc.stdout
+
+
+def test_segments_table_takes_the_median_round_and_the_difference_to_the_relay():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from segments import table
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def result(a: float, b: float) -> dict:
+        return {"in -> upstream": {"median_us": a, "n": 9}, "upstream -> out": {"median_us": b, "n": 9}}
+
+    rounds = [{"relay": result(500, 100), "0:gw": result(a, b)} for a, b in [(700, 300), (650, 250), (900, 260)]]
+    rounds[-1]["0:gw"]["marks"] = {"f": {"upstream -> out": 42.4}}
+    out = table(rounds, ["relay", "0:gw"])
+    assert "| relay | 500 | 100 | 600 | +0 |" in out
+    assert "| 0:gw | 700 | 260 | 960 | +360 |" in out  # each stretch's median over the rounds
+    assert "| 0 | f | upstream -> out | +42 |" in out
+
+
 def test_instructions_parses_callgrind_totals():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
