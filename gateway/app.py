@@ -30,7 +30,8 @@ def build_app(loaded: Loaded) -> web.Application:
     app[GATEWAY] = gw
     for op in OPERATIONS:
         resource = app.router.add_resource(op.path)
-        resource.add_route("POST", partial(handle, op=op))
+        # The run-time object bound here, not looked up through request.app per request.
+        resource.add_route("POST", partial(handle, gw=gw, op=op))
         resource.add_route("*", method_not_allowed)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", liveness)

@@ -21,7 +21,6 @@ from gateway.errors import (
     InvalidRequestError,
     blames_provider,
 )
-from gateway.keys import GATEWAY
 from gateway.relay import DONE, JSONResponse, SSEResponse, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
@@ -104,8 +103,7 @@ def response_headers(ctx: RequestContext) -> dict[str, str]:
     return headers
 
 
-async def handle(request: web.Request, *, op: Operation) -> web.StreamResponse:
-    gw: Gateway = request.app[GATEWAY]
+async def handle(request: web.Request, *, gw: Gateway, op: Operation) -> web.StreamResponse:
     ctx = RequestContext(request, op, request_id(request))
     outcome = Outcome(status=200)
     try:
