@@ -52,9 +52,8 @@ from bench_common import (
     Procs,
     checkouts,
     cpu_seconds,
-    free_port,
+    start_relay_and_checkouts,
     start_upstream,
-    wait_ready,
 )
 from bench_load import run_async, ttfc_turns
 
@@ -203,34 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ab.py: {exc}", file=sys.stderr)
         return 2
     procs = Procs(Path(tempfile.mkdtemp(prefix="llm-gateway-ab-")))
-    py = sys.executable
     try:
         up_port, env = start_upstream(
             procs, LOAD_CPU, "--chunks", str(args.chunks), "--delay-ms", str(args.delay_ms),
             "--profile", f"{TTFC_MODEL}:hold_ms=20",
         )
-        targets: list[tuple[str, int, subprocess.Popen]] = []
-        port = free_port(18901)
-        relay = procs.start(
-            "relay",
-            [py, str(HERE / "relay.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"],
-            SERVER_CPU,
-            env,
-        )
-        targets.append(("relay", port, relay))
-        for i, tree in enumerate(trees):
-            port = free_port(port + 1)
-            name = f"{i}:{tree}"
-            gw = procs.start(
-                f"gateway-{i}",
-                [py, "-m", "gateway", "serve", "--config", str(args.config.resolve()), "--port", str(port)],
-                SERVER_CPU,
-                {**env, "PYTHONPATH": str(tree)},
-                cwd=tree,
-            )
-            targets.append((name, port, gw))
-        for name, port, p in targets:
-            wait_ready(name, p, f"http://127.0.0.1:{port}/health", procs, 60)
+        targets = start_relay_and_checkouts(procs, trees, args.config, up_port, env, SERVER_CPU)
 
         if args.scenario == "latency":
             take_turns([("direct", up_port, None), *targets], args)

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,47 @@ def start_upstream(procs: Procs, cpu: int | None, *extra: str) -> tuple[int, dic
     upstream = procs.start("upstream", cmd, cpu, env)
     wait_ready("upstream", upstream, f"http://127.0.0.1:{port}/health", procs, 30)
     return port, env
+
+
+def start_relay_and_checkouts(
+    procs: Procs,
+    trees: list[Path],
+    config: Path,
+    up_port: int,
+    env: dict[str, str],
+    cpu: int,
+    env_for: Callable[[str, Path | None], dict[str, str]] = lambda name, tree: {},
+) -> list[tuple[str, int, subprocess.Popen]]:
+    """The bare relay and a gateway per checkout (that tree on PYTHONPATH), pinned to ``cpu``,
+    ready: ``(name, port, process)`` each, the relay first. ``env_for(name, tree)`` adds
+    environment to one target (``tree`` None for the relay); a PYTHONPATH it gives is appended to
+    the tree's."""
+    py = sys.executable
+    port = free_port(DEFAULT_PORTS["relay"])
+    extra = env_for("relay", None)
+    relay = procs.start(
+        "relay",
+        [py, str(HERE / "relay.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"],
+        cpu,
+        {**env, **extra},
+    )
+    targets = [("relay", port, relay)]
+    for i, tree in enumerate(trees):
+        port = free_port(port + 1)
+        name = f"{i}:{tree}"
+        extra = env_for(name, tree)
+        path = os.pathsep.join(filter(None, [str(tree), extra.pop("PYTHONPATH", "")]))
+        gw = procs.start(
+            f"gateway-{i}",
+            [py, "-m", "gateway", "serve", "--config", str(config.resolve()), "--port", str(port)],
+            cpu,
+            {**env, **extra, "PYTHONPATH": path},
+            cwd=tree,
+        )
+        targets.append((name, port, gw))
+    for name, port, p in targets:
+        wait_ready(name, p, f"http://127.0.0.1:{port}/health", procs, 60)
+    return targets
 
 
 def free_port(preferred: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from bench_common import CLIENT_KEY, HERE, MODEL, TTFC_MODEL, BenchError, Procs, chat_body
 
 _nonce_seq = iter(range(1, 1 << 62))
+CLIENT_HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
 
 
 def nonce() -> str:
@@ -76,7 +77,6 @@ async def py_load(
     lat: list[float] = []
     state = {"sent": 0, "errors": 0}
     run = nonce()
-    headers = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conns), timeout=timeout) as s:
         start = time.perf_counter()
@@ -87,16 +87,9 @@ async def py_load(
             while time.perf_counter() < deadline and (max_requests is None or state["sent"] < max_requests):
                 state["sent"] += 1
                 i += 1
-                body = chat_body(model, stream, f"{run}-{wid}-{i}")
-                t0 = time.perf_counter()
-                try:
-                    async with s.post(url, data=body, headers=headers) as r:
-                        await r.read()
-                        ok = r.status == 200
-                except (TimeoutError, aiohttp.ClientError):
-                    ok = False
-                if ok:
-                    lat.append(time.perf_counter() - t0)
+                timed = await whole_response(s, url, chat_body(model, stream, f"{run}-{wid}-{i}"), CLIENT_HEADERS)
+                if timed is not None:
+                    lat.append(timed[0])
                 else:
                     state["errors"] += 1
 
@@ -142,9 +135,6 @@ def _session() -> Any:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=30))
 
 
-STREAM_HEADERS = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
-
-
 async def ttfc_probe(url: str, n: int, warm: int) -> dict[str, Any]:
     """Sequential stream requests over one keep-alive connection: time to the first SSE data line."""
     ttfc: list[float] = []
@@ -153,7 +143,7 @@ async def ttfc_probe(url: str, n: int, warm: int) -> dict[str, Any]:
     run = nonce()
     async with _session() as s:
         for i in range(warm + n):
-            timed = await first_chunk(s, url, chat_body(TTFC_MODEL, True, f"{run}-{i}"), STREAM_HEADERS)
+            timed = await first_chunk(s, url, chat_body(TTFC_MODEL, True, f"{run}-{i}"), CLIENT_HEADERS)
             if timed is None:
                 errors += 1
             elif i >= warm:
@@ -169,8 +159,8 @@ async def ttfc_probe(url: str, n: int, warm: int) -> dict[str, Any]:
 
 
 async def whole_response(s: Any, url: str, body: bytes, headers: dict[str, str]) -> tuple[float, float] | None:
-    """One non-stream request: seconds to the whole answer (twice, in ``first_chunk``'s shape), or
-    None when it failed."""
+    """One request: seconds to the whole answer (twice, in ``first_chunk``'s shape), or None when
+    it failed."""
     import aiohttp
 
     t0 = time.perf_counter()
@@ -204,7 +194,7 @@ async def ttfc_turns(
             k = i % len(names)
             for name in names[k:] + names[:k]:
                 body = chat_body(TTFC_MODEL if stream else MODEL, stream, f"{run}-{name}-{i}")
-                timed = await timed_request(sessions[name], urls[name], body, STREAM_HEADERS)
+                timed = await timed_request(sessions[name], urls[name], body, CLIENT_HEADERS)
                 if timed is None:
                     errors[name] += 1
                 elif i >= warm:

@@ -40,9 +40,8 @@ from bench_common import (
     BenchError,
     Procs,
     checkouts,
-    free_port,
+    start_relay_and_checkouts,
     start_upstream,
-    wait_ready,
 )
 from bench_load import run_async, ttfc_turns
 
@@ -120,35 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     outdir = Path(tempfile.mkdtemp(prefix="llm-gateway-segments-"))
     procs = Procs(outdir)
-    py = sys.executable
     try:
         up_port, env = start_upstream(procs, LOAD_CPU, "--profile", f"{TTFC_MODEL}:hold_ms=20")
-        targets: list[tuple[str, int, object]] = []
-        port = free_port(18901)
-        site_env = {**env, "SEGMENTS_OUT": str(outdir / "relay.json"), "PYTHONPATH": str(SITE)}
-        relay = procs.start(
-            "relay",
-            [py, str(HERE / "relay.py"), "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"],
-            SERVER_CPU,
-            site_env,
-        )
-        targets.append(("relay", port, relay))
-        for i, tree in enumerate(trees):
-            port = free_port(port + 1)
-            name = f"{i}:{tree}"
-            gw_env = {**env, "SEGMENTS_OUT": str(outdir / f"{i}.json"), "SEGMENTS_MARKS": args.marks,
-                      "PYTHONPATH": f"{tree}{os.pathsep}{SITE}"}
-            gw = procs.start(
-                f"gateway-{i}",
-                [py, "-m", "gateway", "serve", "--config", str(args.config.resolve()), "--port", str(port)],
-                SERVER_CPU,
-                gw_env,
-                cwd=tree,
-            )
-            targets.append((name, port, gw))
-        for name, port, p in targets:
-            wait_ready(name, p, f"http://127.0.0.1:{port}/health", procs, 60)
 
+        def site(name: str, tree: Path | None) -> dict[str, str]:
+            out = outdir / f"{name_file(name)}.json"
+            return {"SEGMENTS_OUT": str(out), "SEGMENTS_MARKS": args.marks if tree else "", "PYTHONPATH": str(SITE)}
+
+        targets = start_relay_and_checkouts(procs, trees, args.config, up_port, env, SERVER_CPU, site)
         urls = {name: f"http://127.0.0.1:{port}{CHAT_PATH}" for name, port, _ in targets}
         stream = args.scenario == "stream"
         os.sched_setaffinity(0, {LOAD_CPU})  # the driver is the load: it stays off the servers' CPU
