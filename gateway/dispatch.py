@@ -220,7 +220,7 @@ class Dispatcher:
                 error.provider = provider.name
         ok = error is None or not blames_provider(error)
         provider.breaker.record(ok)
-        elapsed = (ended or time.perf_counter()) - attempt.started
+        elapsed = (ended if ended is not None else time.perf_counter()) - attempt.started
         provider.health.observe(ok, elapsed, None if ok else error.message)
         if self._on_attempt_done:
             self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
@@ -233,6 +233,7 @@ class Dispatcher:
         req = adapter.build_request(op, ctx.body, target.model)
         attempt = self._begin(ctx, target, stream=False)
         req.headers.update(attempt.headers)
+        error: BaseException | None = None
         provider.in_flight += 1
         try:
             raw = await provider.transport.send(req)
@@ -246,10 +247,12 @@ class Dispatcher:
             if adapter.relays_response_bytes:
                 ctx.response_bytes = raw.body
         except BaseException as exc:
-            self._end(ctx, provider, attempt, exc)
+            error = exc
             raise
         finally:
             provider.in_flight -= 1
+            if error is not None:
+                self._end(ctx, provider, attempt, error)
         self._defer_end(ctx, provider, attempt)
         return result
 
@@ -266,8 +269,10 @@ class Dispatcher:
         try:
             first = await anext(chunks, [])
         except BaseException as exc:
-            self._end(ctx, provider, attempt, exc)
-            await chunks.aclose()
+            try:
+                await chunks.aclose()  # the stream's own finally first (in-flight count), as before
+            finally:
+                self._end(ctx, provider, attempt, exc)
             raise
         self._defer_end(ctx, provider, attempt)
         return UpstreamStream(first, chunks, translator)
