@@ -55,7 +55,7 @@ from bench_common import (
     start_relay_and_checkouts,
     start_upstream,
 )
-from bench_load import run_async, ttfc_turns
+from bench_load import run_async, timed_turns
 
 SERVER_CPU, LOAD_CPU = 0, 1
 
@@ -163,11 +163,11 @@ def ttfc_rounds(targets: list[tuple[str, int, subprocess.Popen]], up_port: int, 
     os.sched_setaffinity(0, {LOAD_CPU})  # the driver is the load: it stays off the servers' CPU
     for r in range(args.rounds):
         before = {name: cpu_seconds(p.pid) for name, _, p in targets}
-        result = run_async(ttfc_turns(urls, args.requests, warm))
+        result = run_async(timed_turns(urls, args.requests, warm))
         for name, row in result.items():
             if row["errors"]:
                 raise BenchError(f"{name}: {row['errors']} of {args.requests + warm} stream requests failed")
-            ttfc[name].append(row["ttfc_ms"])
+            ttfc[name].append(row["median_ms"])
         for name, _, p in targets:
             cpu[name].append((cpu_seconds(p.pid) - before[name]) / (args.requests + warm) * 1e6)
         line = "  ".join(f"{name.split(':')[0]} {ttfc[name][-1]:.2f}ms" for name in urls)

@@ -176,15 +176,16 @@ async def whole_response(s: Any, url: str, body: bytes, headers: dict[str, str])
     return t, t
 
 
-async def ttfc_turns(
+async def timed_turns(
     urls: dict[str, str], n: int, warm: int, stream: bool = True, pause_s: float = 0.0
 ) -> dict[str, dict[str, Any]]:
     """Like ``ttfc_probe`` for several targets at once: one request to each in turn, the order
     rotated every turn, so every target sees the same machine. Probed one after the other, two
-    targets minutes apart differ by more than a change to the gateway moves them. ``stream=False``
-    times whole non-stream answers instead, with ``pause_s`` of idleness after each request."""
+    targets minutes apart differ by more than a change to the gateway moves them. ``median_ms`` is
+    the time to the first chunk; with ``stream=False`` it is the time to the whole non-stream
+    answer, with ``pause_s`` of idleness after each request."""
     names = list(urls)
-    ttfc: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
     errors = dict.fromkeys(names, 0)
     run = nonce()
     timed_request = first_chunk if stream else whole_response
@@ -198,7 +199,7 @@ async def ttfc_turns(
                 if timed is None:
                     errors[name] += 1
                 elif i >= warm:
-                    ttfc[name].append(timed[0])
+                    times[name].append(timed[0])
                 if pause_s:
                     await asyncio.sleep(pause_s)
     finally:
@@ -206,8 +207,8 @@ async def ttfc_turns(
             await s.close()
     return {
         name: {
-            "ttfc_ms": statistics.median(ttfc[name]) * 1000 if ttfc[name] else math.nan,
-            "requests": len(ttfc[name]),
+            "median_ms": statistics.median(times[name]) * 1000 if times[name] else math.nan,
+            "requests": len(times[name]),
             "errors": errors[name],
         }
         for name in names

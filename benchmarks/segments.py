@@ -43,7 +43,7 @@ from bench_common import (
     start_relay_and_checkouts,
     start_upstream,
 )
-from bench_load import run_async, ttfc_turns
+from bench_load import run_async, timed_turns
 
 SERVER_CPU, LOAD_CPU = 0, 1
 SITE = HERE / "segments_site"
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds: list[dict[str, dict]] = []
         for r in range(args.rounds):
             collect(targets, outdir)  # start each round from empty samples (warm-up included)
-            timed = run_async(ttfc_turns(urls, args.requests, 10, stream, args.pause_ms / 1000))
+            timed = run_async(timed_turns(urls, args.requests, 10, stream, args.pause_ms / 1000))
             for name, row in timed.items():
                 if row["errors"]:
                     raise BenchError(f"{name}: {row['errors']} requests failed")
