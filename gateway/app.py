@@ -12,7 +12,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.handler import authenticate, handle, request_id
 from gateway.health import HealthChecker
-from gateway.keys import GATEWAY
+from gateway.keys import GATEWAY, REDIS
 from gateway.loader import Loaded
 from gateway.operations import OPERATIONS
 from gateway.relay import error_response, json_response
@@ -28,6 +28,8 @@ def build_app(loaded: Loaded) -> web.Application:
     )
     gw = Gateway(config, loaded.pm)
     app[GATEWAY] = gw
+    if gw.redis is not None:
+        app[REDIS] = gw.redis
     for op in OPERATIONS:
         resource = app.router.add_resource(op.path)
         # The run-time object bound here, not looked up through request.app per request.
@@ -59,6 +61,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await checker.stop()
         await gw.hooks.all_safe("gateway_shutdown", app=app)
         await gw.registry.close()
+        if gw.redis is not None:  # after the plugins, which may flush to it on shutdown
+            await gw.redis.close()
 
 
 async def list_models(request: web.Request) -> web.Response:

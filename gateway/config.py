@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 
@@ -132,6 +133,45 @@ class ModelAlias(Strict):
     targets: list[str] = Field(min_length=1)
 
 
+class RedisConfig(Strict):
+    """The shared store for state that must hold across workers and replicas (rate limits, the
+    response cache, ...). One connection pool per process, opened in that process after start-up."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    # Per command on the request path: a Redis that does not answer within this is a store error.
+    timeout_s: PositiveFloat = 0.05
+    # Connections per process and URL; a burst larger than the pool waits for one (bounded by
+    # pool_wait_s), which is back-pressure, not a store error.
+    max_connections: PositiveInt = 32
+    pool_wait_s: PositiveFloat = 0.1
+    connect_timeout_s: PositiveFloat = 0.25
+
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        return check_redis_url(v)
+
+
+def check_redis_url(url: str) -> str:
+    """A URL redis-py can open: ``redis://``, ``rediss://`` or ``unix://`` with a host or path and
+    an optional numeric database. Raised messages never repeat the URL (it may hold a password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("a unix:// URL needs a socket path")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("needs a host")
+    db = parts.path.lstrip("/") if parts.scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise ValueError("the path must be a database number, e.g. /0")
+    return url
+
+
 class PluginsConfig(Strict):
     disabled: list[str] = Field(default_factory=list)
 
@@ -142,6 +182,7 @@ class GatewayConfig(Strict):
     providers: list[ProviderConfig] = Field(min_length=1)
     models: list[ModelAlias] = Field(default_factory=list)
     plugins: PluginsConfig = PluginsConfig()
+    redis: RedisConfig | None = None
     # Validated plugin-owned sections, filled by the loader; not part of the YAML schema itself.
     sections: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
@@ -153,6 +194,8 @@ class GatewayConfig(Strict):
         """Every secret literal in the config, for redaction."""
         found = [p.key for p in self.providers if p.key]
         found += [k.key.get_secret_value() for k in self.auth.keys]
+        if self.redis is not None and (password := urlsplit(self.redis.url).password):
+            found.append(password)
         return [s for s in found if s and not s.startswith("sha256:")]
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.dispatch import Dispatcher
 from gateway.hookcall import Hooks
 from gateway.models_catalog import ModelCatalog
+from gateway.redis_client import RedisConnections
 from gateway.registry import ProviderRegistry
 from gateway.routing import Router
 from gateway.secrets import Scrubber
@@ -35,6 +36,8 @@ class Gateway:
         self.registry = ProviderRegistry(config)
         self.router = Router(self.registry.providers, config.providers, config.models)
         self.models = ModelCatalog(self.registry, self.router.aliases, config.server.models_cache_ttl_s)
+        # Shared-store connections, when configured; pools open lazily in this process's loop.
+        self.redis = RedisConnections(config.redis) if config.redis is not None else None
         self.draining = False
         self.ready = False
         # Masks secrets in vendor error text before a client, hook or log sees it.

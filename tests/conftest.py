@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from gateway.connections import make_runner
 from gateway.keys import GATEWAY
 from gateway.loader import load_data
 from gateway.runtime import Gateway
+from tests.services import RedisServer, running_redis
 
 if importlib.util.find_spec("tests.emulators.fixtures") is not None:
     pytest_plugins = ["tests.emulators.fixtures"]
@@ -96,3 +97,27 @@ async def sdk() -> AsyncIterator[Callable[[RunningGateway], openai.AsyncOpenAI]]
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the whole run (started on first use)."""
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server(redis_session: RedisServer) -> RedisServer:
+    """The session's ``redis-server``, emptied for this test. Tests that pause, kill or restart
+    the server use ``redis_private`` instead."""
+    if redis_session.proc is None or redis_session.proc.poll() is not None:
+        redis_session.start()
+    redis_session.command("FLUSHALL")
+    return redis_session
+
+
+@pytest.fixture
+def redis_private() -> Iterator[RedisServer]:
+    """A ``redis-server`` of this test's own, free to be paused, killed and restarted."""
+    with running_redis() as server:
+        yield server
