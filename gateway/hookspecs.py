@@ -36,6 +36,13 @@ def gateway_config_sections() -> dict[str, type[BaseModel]]:
 
 
 @hookspec
+def gateway_check_config(config: GatewayConfig) -> list[tuple[str, str]]:
+    """At load time (``check-config`` too), after every section validated on its own: problems
+    that span sections, as ``(field path, message)`` pairs (e.g. ``cache.backend`` set to redis
+    with no ``redis`` section). Sync, side-effect free; all results are reported together."""
+
+
+@hookspec
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     """Once, before the app is frozen: add routes, ``AppKey`` state and ``cleanup_ctx`` entries.
     Sync; all implementations run. ``config.section(name)`` gives a validated section."""

@@ -81,6 +81,8 @@ def load_data(raw: dict[str, Any], env: dict[str, str] | None = None) -> Loaded:
         problems += check_aliases(config)
         problems += check_plugins(config, pm)
         problems += [(path, msg) for path, msg in missing if not in_disabled(path, config)]
+    if config is not None and not problems:
+        problems += check_across_sections(config.model_copy(update={"sections": validated}), pm)
     raise_if(problems)
     assert config is not None
     disable(pm, config.plugins.disabled)
@@ -96,6 +98,15 @@ def claimed_sections(pm: pluggy.PluginManager) -> dict[str, type[BaseModel]]:
     for result in pm.hook.gateway_config_sections():
         sections.update(result or {})
     return sections
+
+
+def check_across_sections(config: GatewayConfig, pm: pluggy.PluginManager) -> list[tuple[str, str]]:
+    """Each plugin's ``gateway_check_config`` problems, disabled plugins included: a section stays
+    valid (or not) whether or not its plugin runs, as in ``claimed_sections``."""
+    problems: list[tuple[str, str]] = []
+    for result in pm.hook.gateway_check_config(config=config):
+        problems += result or []
+    return problems
 
 
 def in_disabled(path: str, config: GatewayConfig) -> bool:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pluggy
 import pytest
 import redis.exceptions
 
-from gateway.config import RedisConfig
+from gateway import hookimpl
+from gateway.config import GatewayConfig, RedisConfig
 from gateway.errors import ConfigError
 from gateway.loader import load_data
+from gateway.plugin_manager import make_plugin_manager
 from gateway.redis_client import RedisConnections
 from tests.conftest import make_config
 from tests.services import RedisServer
@@ -72,3 +75,23 @@ async def test_a_burst_larger_than_the_pool_waits_for_a_connection(redis_server:
         assert sorted(results) == list(range(1, 51))
     finally:
         await conns.close()
+
+
+
+class CrossSectionPlugin:
+    @hookimpl
+    def gateway_check_config(self, config: GatewayConfig) -> list[tuple[str, str]]:
+        return [("cache.backend", "redis needs a top-level redis section")] if config.redis is None else []
+
+
+def test_a_cross_section_problem_from_a_plugin_is_reported_with_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def with_plugin() -> pluggy.PluginManager:
+        pm = make_plugin_manager()
+        pm.register(CrossSectionPlugin(), name="cross-section-test")
+        return pm
+
+    monkeypatch.setattr("gateway.loader.make_plugin_manager", with_plugin)
+    with pytest.raises(ConfigError) as info:
+        load_data(make_config(), {})
+    assert ("cache.backend", "redis needs a top-level redis section") in info.value.problems
+    load_data(make_config(redis={"url": "redis://127.0.0.1:6379/0"}), {})  # the section is there: no problem
