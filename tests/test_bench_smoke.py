@@ -79,7 +79,7 @@ def test_ab_compares_a_checkout_with_the_relay():
     assert re.search(r"^\| relay \| \d+ \| 1\.00x \| 1\.00x \|$", proc.stdout, re.M)
 
 
-@pytest.mark.skipif(not shutil.which("taskset"), reason="benchmarks/ab.py pins the servers with taskset")
+@pytest.mark.skipif(not (shutil.which("wrk") and shutil.which("taskset")), reason="benchmarks/ab.py drives wrk")
 def test_ab_ttfc_takes_turns_and_reports_time_over_direct_and_relay():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "ab.py"), "--scenario", "ttfc", "--rounds", "1", "--requests", "3",
