@@ -96,6 +96,10 @@ async def provider_health(request: web.Request) -> web.Response:
             "type": p.type,
             "status": h.status,
             "circuit": p.breaker.state,
+            # Open, yet sent requests because every target of their route was open.
+            "panic": p.breaker.in_panic,
+            "panic_requests": p.breaker.panics,
+            "last_panic": p.breaker.last_panic,
             "in_flight": p.in_flight,
             "last_latency_ms": None if h.last_latency_s is None else round(h.last_latency_s * 1000, 2),
             "last_error": None if h.last_error is None else gw.scrubber.scrub(h.last_error),

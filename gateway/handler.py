@@ -19,7 +19,7 @@ from gateway.errors import (
     GatewayError,
     InvalidJSONError,
     InvalidRequestError,
-    blames_provider,
+    harms_health,
 )
 from gateway.relay import DONE, JSONResponse, SSEResponse, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
@@ -271,7 +271,7 @@ async def stream_failed(
     ctx.settle_attempt()
     gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
-    if ctx.target is not None and blames_provider(error):
+    if ctx.target is not None and harms_health(error):
         ctx.target.provider.breaker.record(False)
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)

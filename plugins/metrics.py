@@ -13,6 +13,7 @@ The metric names are fixed (dashboards use them)::
     llm_gateway_streams_in_flight{provider}                            gauge
     llm_gateway_rate_limited_total{scope}                              counter, scope=gateway|upstream
     llm_gateway_cache_requests_total{outcome}                          counter, outcome=hit|miss|bypass
+    llm_gateway_circuit_panic_total{provider}                          counter
 
 Label values are bounded, so no client can grow the series count or put text into a label:
 ``provider`` is a configured provider name (``none`` before routing); ``model`` is a configured
@@ -157,6 +158,10 @@ class GatewayMetrics:
             ("scope",), registry=r))
         self.cache = Coalesced(Counter(
             "llm_gateway_cache_requests_total", "Response cache look-ups by outcome.", ("outcome",), registry=r))
+        self.panics = Children(Counter(
+            "llm_gateway_circuit_panic_total",
+            "Requests sent to a provider with an open circuit because every target of their route was open.",
+            ("provider",), registry=r))
         self.open_streams: dict[str, int] = {}
         for name in self.providers:
             self.track_streams(name)  # 0 from the start, not missing until the first stream
@@ -230,6 +235,8 @@ def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: 
     metrics = ctx.request.app.get(METRICS)
     if metrics is None:
         return
+    if attempt.panic:
+        metrics.panics[(metrics.provider(attempt.provider),)].inc()
     if error is not None:
         ctx[COUNTED_ERROR] = error
         metrics.upstream_error(attempt.provider, error)
