@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.app import build_app
 from gateway.connections import make_runner
-from gateway.keys import GATEWAY
+from gateway.keys import RELOADER
 from gateway.loader import Loaded, load
 
 log = logging.getLogger("llm_gateway.server")
@@ -34,8 +34,8 @@ def install_fast_loop() -> None:
 async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, drain in-flight requests for up to
     ``server.drain_timeout_s``, and close every provider session."""
-    gw = app[GATEWAY]
-    server = gw.config.server
+    live = app[RELOADER]
+    server = live.current.config.server
     runner = await make_runner(
         app,
         shutdown_timeout=server.drain_timeout_s,
@@ -55,7 +55,7 @@ async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: b
         log.info("llm-gateway listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in sockets))
         await stop.wait()
         log.info("draining (up to %.0fs)", server.drain_timeout_s)
-        gw.draining = True
+        live.draining = True
     finally:
         await runner.cleanup()
     log.info("stopped")

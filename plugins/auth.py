@@ -99,7 +99,7 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
 @hookimpl
 def gateway_authenticate(ctx: RequestContext) -> Principal | None:
-    state = ctx.request.app[AUTH]
+    state = ctx.app[AUTH]
     if not state.keys:
         return None
     presented = presented_key(ctx)
