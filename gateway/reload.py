@@ -77,10 +77,14 @@ class Reloader:
         self.ready = False
         if self._checker is not None:
             await self._checker.stop()
-        while self._tasks:  # a reload or retirement under way finishes first
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.settled()  # a reload or retirement under way finishes first
         for gw in list(self.live):  # oldest first; the current one last releases everything left
             await self._retire(gw)
+
+    async def settled(self) -> None:
+        """Wait for background work (a signalled reload, retiring generations) to finish."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- reload ---------------------------------------------------------------------------
     def request_reload(self) -> None:
