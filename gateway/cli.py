@@ -23,9 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--workers", type=int, help="worker processes sharing the port (SO_REUSEPORT)")
     p_serve.add_argument("--pid-file", help="write the server's PID here (default: server.pid_file, else none)")
-    p_reload = sub.add_parser("reload", help="make a running server re-read its config file (SIGHUP)")
-    p_reload.add_argument("--config", help="the config whose server.pid_file names the server")
-    p_reload.add_argument("--pid-file", help="the running server's PID file (default: server.pid_file)")
+    add_reload_command(sub)
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", nargs="?")
     sub.add_parser("providers", help="list installed provider adapter types")
@@ -50,9 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{config_path(path)}: OK ({len(loaded.config.providers)} providers)")
         return 0
     if args.command == "reload":
-        if not loaded.config.server.pid_file:
-            print("llm-gateway reload: no PID file: pass --pid-file or set server.pid_file", file=sys.stderr)
-            return 2
         return reload_server(loaded.config.server.pid_file)
     from gateway.server import configure_logging, serve
 
@@ -60,9 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve(loaded, path, args.host, args.port, args.workers, args.pid_file)
 
 
-def reload_server(pid_file: str) -> int:
+def add_reload_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p_reload = sub.add_parser("reload", help="make a running server re-read its config file (SIGHUP)")
+    p_reload.add_argument("--config", help="the config whose server.pid_file names the server")
+    p_reload.add_argument("--pid-file", help="the running server's PID file (default: server.pid_file)")
+
+
+def reload_server(pid_file: str | None) -> int:
     """The file was validated above (when read from --config); the server validates it again
     and keeps its configuration if it is invalid."""
+    if not pid_file:
+        print("llm-gateway reload: no PID file: pass --pid-file or set server.pid_file", file=sys.stderr)
+        return 2
     try:
         pid = signal_reload(pid_file)
     except LookupError as exc:

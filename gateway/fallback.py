@@ -8,6 +8,7 @@ is complete before it is returned, and a stream is returned only once its first 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -88,21 +89,16 @@ async def on_target(
     ctx: RequestContext, target: Target, once: Callable[..., Awaitable[R]], started: float,
     is_last: bool, panic: bool = False,
 ) -> R:
-    """The attempts on one target: retryable failures are retried with backoff; a failure
-    that blames the provider (or a target that cannot take the request) raises ``MoveOn``
-    unless this is the last target; a failure the client caused is raised at once.
-
-    However many attempts it took, the request is one outcome for the provider's circuit:
-    a failure if it failed through its retries with a failure that harms health (also when
-    a later target then serves it, so fallbacks learn to skip this one)."""
+    """The attempts on one target: retryable failures are retried with backoff; a failure that
+    blames the provider (or a target that cannot take the request) raises ``MoveOn`` unless this
+    is the last target; a failure the client caused is raised at once. However many attempts it
+    took, the request is one outcome for the provider's circuit (see docs/resilience.md)."""
     retry = target.provider.config.retry
     harmed: GatewayError | None = None
     try:
-        for n in range(retry.attempts + 1):
+        for n in itertools.count():
             try:
-                result = await once(ctx, target, panic=panic and n == 0)
-                harmed = None
-                return result
+                return await once(ctx, target, panic=panic and n == 0)
             except (InvalidRequestError, ServiceUnavailableError) as exc:
                 # Refused before sending (unsupported field or endpoint, concurrency limit):
                 # another target of an alias may serve it.
@@ -123,10 +119,12 @@ async def on_target(
             except asyncio.CancelledError:
                 harmed = None  # the client left: no verdict on the vendor
                 raise
-        raise AssertionError("unreachable: the last attempt raises")
+        raise AssertionError("unreachable")
     finally:
         breaker = target.provider.breaker
-        if harmed is not None:
-            breaker.record(False)
-        elif ctx.pending_end is None:
+        if ctx.pending_end is not None:
+            pass  # served: its success is recorded when the attempt settles
+        elif harmed is not None:
+            breaker.record(False)  # failed through its retries (a later target may still serve it)
+        else:
             breaker.cancel_probe()  # nothing said either way (e.g. a 429): free a half-open probe

@@ -138,9 +138,6 @@ class ReloadCounts:
     def __init__(self, results: Mapping[str, int]) -> None:
         self.results = results
 
-    def describe(self) -> list[Any]:
-        return []
-
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily("llm_gateway_config_reloads", "Configuration reloads, by result.",
                                      labels=("result",))
@@ -158,8 +155,6 @@ class GatewayMetrics:
         r.register(FlushFirst(self))
         if reloads is not None:
             r.register(ReloadCounts(reloads))
-        self.providers = frozenset(p.name for p in config.providers)
-        self.models = configured_models(config)
         self.error_types = error_types()
         self.requests = Coalesced(Counter(
             "llm_gateway_requests_total", "Requests handled, by final HTTP status.",
@@ -188,15 +183,14 @@ class GatewayMetrics:
             "Requests sent to a provider with an open circuit because every target of their route was open.",
             ("provider",), registry=r))
         self.open_streams: dict[str, int] = {}
-        for name in self.providers:
-            self.track_streams(name)  # 0 from the start, not missing until the first stream
+        self.bound(config)
 
     def bound(self, config: GatewayConfig) -> None:
         """Label values allowed under ``config`` (a reload may add or remove names)."""
         self.providers = frozenset(p.name for p in config.providers)
         self.models = configured_models(config)
         for name in self.providers - self.open_streams.keys():
-            self.track_streams(name)
+            self.track_streams(name)  # 0 from the start, not missing until the first stream
 
     def track_streams(self, label: str) -> None:
         """Give ``label`` a gauge series that reads its count of open streams when collected."""
@@ -252,9 +246,8 @@ METRICS: web.AppKey[GatewayMetrics] = web.AppKey("llm_gateway.metrics")
 
 
 async def scrape(request: web.Request) -> web.Response:
-    live = request.app.get(RELOADER)
-    current = live.current.app if live is not None and live.current.app is not None else request.app
-    metrics = current.get(METRICS) or request.app[METRICS]
+    live = request.app.get(RELOADER)  # the current configuration's metrics (see docs/reload.md)
+    metrics = (live.current.app.get(METRICS) if live and live.current.app else None) or request.app[METRICS]
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
