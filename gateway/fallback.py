@@ -55,11 +55,25 @@ def backoff_delay(retry: RetryConfig, attempt: int, error: GatewayError) -> floa
     return delay
 
 
-async def through_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]) -> R:
+def through_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]) -> Awaitable[R]:
     """Try each target in order; a target whose circuit is open is skipped. If every target
     was skipped for that reason, the request goes to the one that opened first anyway
     ("panic"): an open circuit steers traffic to healthier targets, it never refuses the
-    last way to serve a request."""
+    last way to serve a request.
+
+    A plain function: a route with one target (the usual case) gets ``on_target``'s coroutine
+    itself, with no coroutine layer of this loop's that every resumption would pass through."""
+    targets = ctx.targets
+    if len(targets) == 1:
+        target = targets[0]
+        allowed = target.provider.breaker.allow()
+        if not allowed:
+            panic(ctx, target)
+        return on_target(ctx, target, once, time.monotonic(), True, panic=not allowed)
+    return across_targets(ctx, once)
+
+
+async def across_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]) -> R:
     targets = ctx.targets
     if not targets:
         raise GatewayError("No target to route this request to.")
@@ -78,12 +92,17 @@ async def through_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]
             last = move.error
     if last is None and shut:
         target = min(shut, key=lambda t: t.provider.breaker.opened_at)
-        target.provider.breaker.panicked()
-        log.warning("every target of %r has an open circuit: sending to %s anyway (panic)",
-                    ctx.model, target.provider.name)
+        panic(ctx, target)
         return await on_target(ctx, target, once, started, True, panic=True)
     assert last is not None  # a target was tried, and only leaves through an error
     raise last
+
+
+def panic(ctx: RequestContext, target: Target) -> None:
+    target.provider.breaker.panicked()
+    log.warning("every target of %r has an open circuit: sending to %s anyway (panic)",
+                ctx.model, target.provider.name)
+
 
 async def on_target(
     ctx: RequestContext, target: Target, once: Callable[..., Awaitable[R]], started: float,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,9 +23,7 @@ from gateway.errors import ConfigError
 from gateway.health import HealthChecker
 from gateway.keys import GATEWAY, REDIS, RELOADER
 from gateway.loader import Loaded, load
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
+from gateway.runtime import Gateway
 
 log = logging.getLogger("llm_gateway.reload")
 CORE_KEYS = (GATEWAY, REDIS, RELOADER)
@@ -121,8 +118,6 @@ class Reloader:
             return True
 
     async def _build(self, loaded: Loaded) -> Gateway:
-        from gateway.runtime import Gateway  # runtime imports the dispatcher; keep this module light
-
         gw = Gateway(loaded.config, loaded.pm, previous=self.current)
         app = web.Application()  # this generation's plugin state; never served
         app[GATEWAY], app[RELOADER] = gw, self
