@@ -99,6 +99,7 @@ async def test_reload_in_the_middle_of_50_streams_breaks_none(reloadable, emulat
     emu.state.release.set()
     results = await asyncio.wait_for(asyncio.gather(*streams), 30)
     assert all(events and events[-1] == b"[DONE]" for events in results)
+    assert len({len(events) for events in results}) == 1  # every stream whole, none cut short
     await reloadable.live.settled()
     assert old.transport._session is None  # closed after its last stream
     assert len(reloadable.live.live) == 1
