@@ -4,6 +4,7 @@ enabled ``providers[]`` entry becomes one ``Provider`` with one adapter and one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
@@ -91,7 +92,7 @@ class ProviderRegistry:
             await provider.transport.open()
         self._fresh = []
 
-    async def close(self, keep: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    async def close(self, keep: Collection[int] = ()) -> None:
         """Close every provider's session, except those whose ``id`` is in ``keep`` (still
         used by another generation)."""
         for provider in self.providers.values():
