@@ -11,11 +11,11 @@ from aiohttp import web
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.handler import authenticate, handle, request_id
-from gateway.health import HealthChecker
-from gateway.keys import GATEWAY, REDIS
+from gateway.keys import GATEWAY, REDIS, RELOADER
 from gateway.loader import Loaded
 from gateway.operations import OPERATIONS
 from gateway.relay import error_response, json_response
+from gateway.reload import Reloader
 from gateway.runtime import Gateway
 
 
@@ -27,13 +27,16 @@ def build_app(loaded: Loaded) -> web.Application:
         handler_args={"max_field_size": server.max_header_bytes, "max_line_size": server.max_header_bytes},
     )
     gw = Gateway(config, loaded.pm)
-    app[GATEWAY] = gw
+    gw.app = app
+    live = Reloader(app, gw, loaded)
+    app[GATEWAY], app[RELOADER] = gw, live
     if gw.redis is not None:
         app[REDIS] = gw.redis
     for op in OPERATIONS:
         resource = app.router.add_resource(op.path)
-        # The run-time object bound here, not looked up through request.app per request.
-        resource.add_route("POST", partial(handle, gw=gw, op=op))
+        # The generations bound here, not looked up through request.app per request; each
+        # request takes the current generation once (configuration reload).
+        resource.add_route("POST", partial(handle, live=live, op=op))
         resource.add_route("*", method_not_allowed)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", liveness)
@@ -48,31 +51,28 @@ def build_app(loaded: Loaded) -> web.Application:
 
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    gw = app[GATEWAY]
-    checker = HealthChecker(gw.registry)
+    """Provider sessions and health checks, ``gateway_startup``; at the end ``gateway_shutdown``,
+    then sessions and shared-store connections (after the plugins, which may flush to them)."""
+    live = app[RELOADER]
     try:
-        await gw.registry.open()
-        checker.start()
-        await gw.hooks.all("gateway_startup", app=app)
-        gw.ready = True
+        await live.start()
         yield
     finally:
-        gw.ready = False
-        await checker.stop()
-        await gw.hooks.all_safe("gateway_shutdown", app=app)
-        await gw.registry.close()
-        if gw.redis is not None:  # after the plugins, which may flush to it on shutdown
-            await gw.redis.close()
+        await live.stop()
 
 
 async def list_models(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    ctx = RequestContext(request, None, request_id(request))
+    live = request.app[RELOADER]
+    gw = live.enter()
     try:
-        await authenticate(gw, ctx)
-    except GatewayError as exc:
-        return error_response(gw.scrubber.scrub_error(exc))
-    return json_response(await gw.models.listing(), {"x-request-id": ctx.request_id})
+        ctx = RequestContext(request, None, request_id(request), gw.app)
+        try:
+            await authenticate(gw, ctx)
+        except GatewayError as exc:
+            return error_response(gw.scrubber.scrub_error(exc))
+        return json_response(await gw.models.listing(), {"x-request-id": ctx.request_id})
+    finally:
+        live.leave(gw)
 
 
 async def liveness(request: web.Request) -> web.Response:
@@ -80,14 +80,14 @@ async def liveness(request: web.Request) -> web.Response:
 
 
 async def readiness(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    ready = gw.ready and not gw.draining
-    return json_response({"status": "ready" if ready else "not_ready", "draining": gw.draining},
+    live = request.app[RELOADER]
+    ready = live.ready and not live.draining
+    return json_response({"status": "ready" if ready else "not_ready", "draining": live.draining},
                          status=200 if ready else 503)
 
 
 async def provider_health(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
+    gw = request.app[RELOADER].current
     providers = []
     for p in gw.registry:
         h = p.health
@@ -96,6 +96,10 @@ async def provider_health(request: web.Request) -> web.Response:
             "type": p.type,
             "status": h.status,
             "circuit": p.breaker.state,
+            # Open, yet sent requests because every target of their route was open.
+            "panic": p.breaker.in_panic,
+            "panic_requests": p.breaker.panics,
+            "last_panic": p.breaker.last_panic,
             "in_flight": p.in_flight,
             "last_latency_ms": None if h.last_latency_s is None else round(h.last_latency_s * 1000, 2),
             "last_error": None if h.last_error is None else gw.scrubber.scrub(h.last_error),

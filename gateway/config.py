@@ -34,6 +34,8 @@ class ServerConfig(Strict):
     # Kernel-level bound on how long data written to a stalled client may stay unacknowledged.
     client_send_timeout_s: PositiveFloat = 120.0
     sse_ping_interval_s: PositiveFloat = 15.0
+    # Where `serve` writes its PID (the --workers parent's), for `llm-gateway reload`; none by default.
+    pid_file: str | None = None
 
 
 class RateLimitSpec(Strict):

@@ -84,6 +84,7 @@ class RequestContext:
     """State of one request. Plugins keep their own state in ``stash`` under a ``StashKey``."""
 
     __slots__ = (
+        "app",
         "attempts",
         "body",
         "cache",
@@ -105,8 +106,13 @@ class RequestContext:
         "usage",
     )
 
-    def __init__(self, request: web.Request, op: Operation | None, request_id: str) -> None:
+    def __init__(
+        self, request: web.Request, op: Operation | None, request_id: str, app: web.Application | None = None
+    ) -> None:
         self.request = request
+        # Plugin state of the configuration generation this request runs on (``app[KEY]`` as
+        # set in ``gateway_configure``); after a reload it is not ``request.app``.
+        self.app = app if app is not None else getattr(request, "app", None)
         self.op = op
         self.request_id = request_id
         self.started = time.perf_counter()

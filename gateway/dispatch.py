@@ -1,15 +1,11 @@
-"""Calling upstream: attempts, retries with backoff, fallbacks across an alias's targets, the
-circuit breaker, and turning vendor streams into OpenAI chunks.
-
-A retry or fallback only ever happens before anything went to the client: a non-stream response
-is complete before it is returned, and a stream is returned only once its first chunk arrived.
-"""
+"""Calling upstream: one attempt against one target (admission, the attempt hooks, the circuit
+breaker's successes), and turning vendor streams into OpenAI chunks. Which targets are tried, how
+often, and the failures a circuit counts: ``gateway.fallback``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,19 +18,19 @@ from gateway.adapter import Chunk, StreamTranslator, encode_chunks
 from gateway.errors import (
     CLIENT_CLOSED,
     GatewayError,
-    InvalidRequestError,
     ServiceUnavailableError,
     StreamTimeLimitError,
     UnsupportedOperation,
     UpstreamProtocolError,
     blames_provider,
+    harms_health,
 )
+from gateway.fallback import through_targets
 from gateway.secrets import Scrubber
 from gateway.sse import SSEDecoder, SSEEvent
 from gateway.transport import UPSTREAM_EXCEPTIONS, Attempt, map_exception, reader
 
 if TYPE_CHECKING:
-    from gateway.config import RetryConfig
     from gateway.context import RequestContext
     from gateway.hookcall import Hooks
     from gateway.registry import Provider
@@ -54,22 +50,6 @@ class UpstreamStream:
     first: list[Chunk] | bytes
     rest: AsyncIterator[list[Chunk] | bytes]  # bytes: a read relayed as is (see passthrough)
     translator: StreamTranslator
-
-
-def backoff_delay(retry: RetryConfig, attempt: int, error: GatewayError) -> float | None:
-    """Full-jitter exponential backoff; an upstream Retry-After is honoured, and one longer than
-    ``max_retry_after_s`` means: do not retry this target (None)."""
-    delay = random.uniform(0, min(retry.backoff_max_s, retry.backoff_base_s * (2**attempt)))
-    retry_after = error.headers.get("Retry-After") or error.headers.get("retry-after")
-    if retry_after:
-        try:
-            wait = float(retry_after)
-        except ValueError:
-            wait = retry.max_retry_after_s + 1
-        if wait > retry.max_retry_after_s:
-            return None
-        delay = max(delay, wait)
-    return delay
 
 
 def translate(
@@ -127,58 +107,17 @@ class Dispatcher:
     # Plain functions returning the coroutine: no coroutine layer of their own, which every
     # resumption of the request would pass through.
     def send(self, ctx: RequestContext) -> Awaitable[dict[str, Any]]:
-        return self._with_retries(ctx, self._send_once)
+        return through_targets(ctx, self._send_once)
 
     def open_stream(self, ctx: RequestContext, raw_ok: bool = False) -> Awaitable[UpstreamStream]:
         """``raw_ok``: nobody wraps the chunks, so reads the translator passes through may be
         relayed as raw bytes."""
-        return self._with_retries(ctx, partial(self._stream_once, raw_ok=raw_ok))
+        return through_targets(ctx, partial(self._stream_once, raw_ok=raw_ok))
 
-    async def _with_retries(
-        self, ctx: RequestContext, once: Callable[[RequestContext, Target], Awaitable[R]]
-    ) -> R:
-        """Try each target in order. Retryable failures are retried with backoff on the same
-        target; a failure that blames the provider (or a target that cannot take the request)
-        moves on to the next target; a failure the client caused is raised at once."""
-        last: GatewayError | None = None
-        started = time.monotonic()
-        targets = ctx.targets
-        if not targets:
-            raise GatewayError("No target to route this request to.")
-        for i, target in enumerate(targets):
-            is_last = i + 1 == len(targets)
-            retry = target.provider.config.retry
-            for n in range(retry.attempts + 1):
-                try:
-                    return await once(ctx, target)
-                except (InvalidRequestError, ServiceUnavailableError) as exc:
-                    # Refused before sending (unsupported field or endpoint, open circuit,
-                    # concurrency limit): another target of an alias may serve it.
-                    if is_last:
-                        raise
-                    last = exc
-                    break
-                except GatewayError as exc:
-                    if not exc.retryable:
-                        if is_last or not blames_provider(exc):
-                            raise
-                        last = exc
-                        break
-                    last = exc
-                    if n == retry.attempts:
-                        break
-                    delay = backoff_delay(retry, n, exc)
-                    if delay is None or time.monotonic() - started + delay > retry.deadline_s:
-                        break
-                    await asyncio.sleep(delay)
-            if not is_last and time.monotonic() - started > targets[i + 1].provider.config.retry.deadline_s:
-                break
-        assert last is not None  # the loop ran at least once and only leaves through an error
-        raise last
-
-    def _begin(self, ctx: RequestContext, target: Target, stream: bool) -> Attempt:
-        """Admission (concurrency limit, circuit) and the attempt hook. After this returns, the
-        caller must end the attempt with ``_end`` whatever happens."""
+    def _begin(self, ctx: RequestContext, target: Target, stream: bool, panic: bool) -> Attempt:
+        """Admission (concurrency limit; the circuit was asked once per target, in
+        ``gateway.fallback``) and the attempt hook. After this returns, the caller must end the
+        attempt with ``_end`` whatever happens."""
         provider = target.provider
         if ctx.op is not None and ctx.op.name not in provider.adapter.operations:
             raise UnsupportedOperation(
@@ -189,15 +128,10 @@ class Dispatcher:
             raise ServiceUnavailableError(
                 f"{provider.name}: too many concurrent upstream requests", provider=provider.name
             )
-        if not provider.breaker.allow():
-            raise ServiceUnavailableError(
-                f"{provider.name}: temporarily unavailable (circuit open)", provider=provider.name,
-                headers={"Retry-After": str(max(1, round(provider.breaker.retry_after())))},
-            )
         ctx.attempts += 1
         ctx.target = target
         ctx.provider = provider.name
-        attempt = Attempt(provider.name, provider.type, target.model, ctx.attempts, stream)
+        attempt = Attempt(provider.name, provider.type, target.model, ctx.attempts, stream, panic=panic)
         if self._on_attempt:
             self.hooks.notify("gateway_upstream_attempt", ctx=ctx, attempt=attempt)
         return attempt
@@ -218,20 +152,23 @@ class Dispatcher:
             self.scrubber.scrub_error(error)  # a vendor's 401 may echo the key it was sent
             if error.provider is None:
                 error.provider = provider.name
-        ok = error is None or not blames_provider(error)
-        provider.breaker.record(ok)
         elapsed = (ended if ended is not None else time.perf_counter()) - attempt.started
-        provider.health.observe(ok, elapsed, None if ok else error.message)
+        if error is None or not blames_provider(error):
+            # Failures count once per request, when the target is given up (``_on_target``).
+            provider.breaker.record(True)
+            provider.health.observe(True, elapsed)
+        elif harms_health(error):
+            provider.health.observe(False, elapsed, error.message)
         if self._on_attempt_done:
             self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
 
-    async def _send_once(self, ctx: RequestContext, target: Target) -> dict[str, Any]:
+    async def _send_once(self, ctx: RequestContext, target: Target, panic: bool = False) -> dict[str, Any]:
         provider, adapter = target.provider, target.provider.adapter
         op = ctx.op
         if op is None:
             raise GatewayError("No operation for this request.")
         req = adapter.build_request(op, ctx.body, target.model)
-        attempt = self._begin(ctx, target, stream=False)
+        attempt = self._begin(ctx, target, stream=False, panic=panic)
         req.headers.update(attempt.headers)
         error: BaseException | None = None
         provider.in_flight += 1
@@ -256,14 +193,16 @@ class Dispatcher:
         self._defer_end(ctx, provider, attempt)
         return result
 
-    async def _stream_once(self, ctx: RequestContext, target: Target, raw_ok: bool = False) -> UpstreamStream:
+    async def _stream_once(
+        self, ctx: RequestContext, target: Target, raw_ok: bool = False, panic: bool = False
+    ) -> UpstreamStream:
         provider, adapter = target.provider, target.provider.adapter
         op = ctx.op
         if op is None:
             raise GatewayError("No operation for this request.")
         req = adapter.build_request(op, ctx.body, target.model)
         translator = adapter.stream_translator(op, ctx.body, target.model)
-        attempt = self._begin(ctx, target, stream=True)
+        attempt = self._begin(ctx, target, stream=True, panic=panic)
         req.headers.update(attempt.headers)
         chunks = self._chunks(provider, req, translator, attempt, raw_ok)
         try:

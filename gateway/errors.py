@@ -195,6 +195,15 @@ def blames_provider(error: GatewayError) -> bool:
     return isinstance(error, UpstreamError) and not isinstance(error, StreamTimeLimitError)
 
 
+def harms_health(error: GatewayError) -> bool:
+    """Whether a failure counts towards opening the provider's circuit: what ``blames_provider``
+    says, except a vendor's 429. That is back-pressure (Retry-After, retries and fallbacks deal
+    with it), not ill health; counting it let two busy minutes take a provider out entirely."""
+    if isinstance(error, UpstreamStatusError) and error.upstream_status == 429:
+        return False
+    return blames_provider(error)
+
+
 class ConfigError(Exception):
     """Invalid configuration; ``problems`` holds (field path, message) pairs."""
 

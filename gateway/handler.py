@@ -19,7 +19,7 @@ from gateway.errors import (
     GatewayError,
     InvalidJSONError,
     InvalidRequestError,
-    blames_provider,
+    harms_health,
 )
 from gateway.relay import DONE, JSONResponse, SSEResponse, error_event, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gateway.adapter import Chunk, StreamTranslator
     from gateway.dispatch import UpstreamStream
     from gateway.operations import Operation
+    from gateway.reload import Reloader
     from gateway.runtime import Gateway, ShortCircuit
 
 log = logging.getLogger("llm_gateway.handler")
@@ -103,8 +104,11 @@ def response_headers(ctx: RequestContext) -> dict[str, str]:
     return headers
 
 
-async def handle(request: web.Request, *, gw: Gateway, op: Operation) -> web.StreamResponse:
-    ctx = RequestContext(request, op, request_id(request))
+async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.StreamResponse:
+    # The configuration generation this request runs on, to its end, whatever reloads happen.
+    gw = live.current
+    gw.in_flight += 1
+    ctx = RequestContext(request, op, request_id(request), gw.app)
     outcome = Outcome(status=200)
     try:
         if gw.on_request_started:
@@ -144,6 +148,9 @@ async def handle(request: web.Request, *, gw: Gateway, op: Operation) -> web.Str
         ctx.settle_attempt()
         if gw.on_request_finished:
             await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
+        gw.in_flight -= 1
+        if not gw.in_flight and gw is not live.current:
+            live.left(gw)  # the last request of a superseded generation: retire it
 
 
 async def send_now(ctx: RequestContext, resp: R, outcome: Outcome) -> R:
@@ -271,7 +278,7 @@ async def stream_failed(
     ctx.settle_attempt()
     gw.scrubber.scrub_error(error)
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
-    if ctx.target is not None and blames_provider(error):
+    if ctx.target is not None and harms_health(error):
         ctx.target.provider.breaker.record(False)
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)

@@ -44,19 +44,26 @@ def gateway_check_config(config: GatewayConfig) -> list[tuple[str, str]]:
 
 @hookspec
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
-    """Once, before the app is frozen: add routes, ``AppKey`` state and ``cleanup_ctx`` entries.
-    Sync; all implementations run. ``config.section(name)`` gives a validated section."""
+    """Before the app is frozen: add routes, ``AppKey`` state and ``cleanup_ctx`` entries.
+    Sync; all implementations run. ``config.section(name)`` gives a validated section.
+
+    Runs again on every configuration reload, with that generation's own (never served) app:
+    keep state under ``AppKey``s on ``app`` and read it in request hooks from ``ctx.app``;
+    ``gateway.plugin_manager.carry_over`` keeps unchanged state. Routes and ``cleanup_ctx``
+    entries are those of start-up (see docs/reload.md)."""
 
 
 @hookspec
 def gateway_startup(app: web.Application) -> Any:
-    """After provider sessions are open, before the first request. May be async. All run."""
+    """After provider sessions are open, before the first request (of a reload's generation too).
+    May be async. All run."""
 
 
 @hookspec
 def gateway_shutdown(app: web.Application) -> Any:
     """After the last request drained, before provider sessions close. May be async. All run;
-    an error is logged and does not stop the others."""
+    an error is logged and does not stop the others. Also when a reload's superseded generation
+    ended its last request: ``app`` then holds only the state no newer generation carried over."""
 
 
 @hookspec

@@ -26,6 +26,8 @@ CONFIG_ENV = "LLM_GATEWAY_CONFIG"
 class Loaded:
     config: GatewayConfig
     pm: pluggy.PluginManager
+    path: Path | None = None  # the file it came from: a reload reads it again
+    env: dict[str, str] | None = None  # the variables it was interpolated with (None: os.environ)
 
 
 def config_path(path: str | None) -> Path:
@@ -50,8 +52,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Loaded:
-    raw = read_yaml(config_path(str(path) if path else None))
-    return load_data(raw, env)
+    where = config_path(str(path) if path else None)
+    loaded = load_data(read_yaml(where), env)
+    loaded.path, loaded.env = where.resolve(), env
+    return loaded
 
 
 def load_data(raw: dict[str, Any], env: dict[str, str] | None = None) -> Loaded:

@@ -4,7 +4,8 @@ entry points (so third-party implementations run before the built-ins), then the
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import pluggy
 from aiohttp import web
@@ -13,6 +14,7 @@ from gateway import hookspecs
 from gateway.keys import GATEWAY
 
 PLUGIN_ENTRY_POINT_GROUP = "llm_gateway.plugins"
+T = TypeVar("T")
 
 # Name (as used in ``plugins.disabled``) -> module. Built-ins are ordinary plugins: they use the
 # same hooks as third parties and reach no core internals.
@@ -50,3 +52,22 @@ def stand_down(app: web.Application, plugin: object) -> None:
 def disable(pm: pluggy.PluginManager, names: Iterable[str]) -> None:
     for name in names:
         pm.set_blocked(name)
+
+
+def carry_over(app: web.Application, key: web.AppKey[T], settings: Any, build: Callable[[], T | None]) -> T | None:
+    """For ``gateway_configure``: the plugin state to keep under ``key``, carried over a
+    configuration reload when nothing it depends on changed.
+
+    ``settings`` is whatever the state is built from (config sections, compared with ``==``).
+    When the generation before this one (if any: see ``gateway.reload``) built ``key`` from equal
+    settings, its very object is returned, with everything it learned (rate-limit buckets, cached
+    responses, open connections); otherwise ``build()``. Store the result under ``key`` as is: an
+    object that a newer generation holds under any key is not given to ``gateway_shutdown`` when
+    the older one retires, so carry whole objects, never parts of one."""
+    gw = app[GATEWAY]
+    gw.carried[key] = settings
+    previous = gw.previous
+    if (previous is not None and previous.app is not None and key in previous.app
+            and key in previous.carried and previous.carried[key] == settings):
+        return previous.app[key]
+    return build()

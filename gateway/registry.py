@@ -4,6 +4,7 @@ enabled ``providers[]`` entry becomes one ``Provider`` with one adapter and one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
@@ -62,12 +63,23 @@ def build_provider(config: ProviderConfig, options: BaseModel | None = None) -> 
 
 
 class ProviderRegistry:
-    """Every enabled provider, opened at start-up and closed at shutdown (app ``cleanup_ctx``)."""
+    """Every enabled provider, opened at start-up and closed at shutdown (app ``cleanup_ctx``).
+    Built for a reload, it takes over each provider of ``previous`` whose config is unchanged
+    (session, circuit and health included); the others are new."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.providers: dict[str, Provider] = {
-            p.name: build_provider(p) for p in config.providers if p.enabled
-        }
+    def __init__(self, config: GatewayConfig, previous: ProviderRegistry | None = None) -> None:
+        before = previous.providers if previous is not None else {}
+        self.providers: dict[str, Provider] = {}
+        self._fresh: list[Provider] = []  # built here, so opened here
+        for p in config.providers:
+            if not p.enabled:
+                continue
+            kept = before.get(p.name)
+            if kept is not None and kept.config == p:
+                self.providers[p.name] = kept
+            else:
+                self.providers[p.name] = provider = build_provider(p)
+                self._fresh.append(provider)
 
     def __getitem__(self, name: str) -> Provider:
         return self.providers[name]
@@ -76,11 +88,16 @@ class ProviderRegistry:
         return iter(self.providers.values())
 
     async def open(self) -> None:
-        for provider in self.providers.values():
+        for provider in self._fresh:
             await provider.transport.open()
+        self._fresh = []
 
-    async def close(self) -> None:
+    async def close(self, keep: Collection[int] = ()) -> None:
+        """Close every provider's session, except those whose ``id`` is in ``keep`` (still
+        used by another generation)."""
         for provider in self.providers.values():
+            if id(provider) in keep:
+                continue
             try:
                 await provider.transport.close()
             except Exception:

@@ -21,6 +21,11 @@ class CircuitBreaker:
     rejects at once; after ``open_s`` one probe request is let through (half-open): its success
     closes the circuit, its failure opens it again.
 
+    An outcome is one client request's verdict on this provider (the dispatcher records a request
+    that failed through all its retries as one failure, and a vendor's 429 not at all), so a
+    burst of retries cannot open the circuit on its own. When every target of a route is open the
+    dispatcher sends the request anyway ("panic", see ``panicked``) rather than refuse it.
+
     The window is a ring of ``WINDOW_BUCKETS`` counters, each ``window_s / 10`` long (outcomes
     leave it a bucket at a time): constant memory and work per outcome, where a deque of every
     outcome held ~120 000 GC-tracked entries at 4 000 requests/s."""
@@ -33,12 +38,31 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probe_out = False
         self._probe_at = 0.0
+        self._panic_at = 0.0
         self._width = config.window_s / WINDOW_BUCKETS
         self._slot = 0  # the bucket the newest outcome went into, as clock // width
         self._totals = [0] * WINDOW_BUCKETS
         self._fails = [0] * WINDOW_BUCKETS
         self._n = 0  # outcomes in the window
         self._failures = 0
+        self.panics = 0  # requests sent while open because every target of their route was open
+        self.last_panic: float | None = None  # unix time of the latest
+
+    @property
+    def opened_at(self) -> float:
+        """When the circuit last opened (this breaker's clock); panic picks the earliest."""
+        return self._opened_at
+
+    @property
+    def in_panic(self) -> bool:
+        """Open (or half-open), and requests were sent to it anyway since it opened."""
+        return self.state != CLOSED and self.last_panic is not None and self._panic_at >= self._opened_at
+
+    def panicked(self) -> None:
+        """A request goes to this open provider because every target of its route is open."""
+        self.panics += 1
+        self.last_panic = time.time()
+        self._panic_at = self._clock()
 
     def allow(self) -> bool:
         if not self.config.enabled or self.state == CLOSED:

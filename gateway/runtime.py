@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from gateway.dispatch import Dispatcher
 from gateway.hookcall import Hooks
 from gateway.models_catalog import ModelCatalog
@@ -30,16 +32,26 @@ class ShortCircuit:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, pm: pluggy.PluginManager) -> None:
+    """One generation of the run-time state (see ``gateway.reload``): a request keeps the
+    generation it started on. ``previous`` (during a reload only) lends unchanged providers,
+    shared-store connections and, through ``carry_over``, plugin state."""
+
+    def __init__(self, config: GatewayConfig, pm: pluggy.PluginManager, previous: Gateway | None = None) -> None:
         self.config = config
         self.pm = pm
-        self.registry = ProviderRegistry(config)
+        self.previous = previous
+        self.registry = ProviderRegistry(config, previous.registry if previous is not None else None)
         self.router = Router(self.registry.providers, config.providers, config.models)
         self.models = ModelCatalog(self.registry, self.router.aliases, config.server.models_cache_ttl_s)
         # Shared-store connections, when configured; pools open lazily in this process's loop.
-        self.redis = RedisConnections(config.redis) if config.redis is not None else None
-        self.draining = False
-        self.ready = False
+        self.redis: RedisConnections | None = None
+        if previous is not None and previous.redis is not None and previous.config.redis == config.redis:
+            self.redis = previous.redis
+        elif config.redis is not None:
+            self.redis = RedisConnections(config.redis)
+        self.app: web.Application | None = None  # the app its plugins were configured on
+        self.in_flight = 0  # requests running on this generation
+        self.carried: dict[Any, Any] = {}  # plugin state key -> the settings it was built from
         # Masks secrets in vendor error text before a client, hook or log sees it.
         # Error text goes to clients: no tail of our own key either.
         self.scrubber = Scrubber(config.secrets, keep_tail=False)

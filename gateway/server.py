@@ -8,6 +8,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,10 +18,20 @@ from aiohttp import web
 
 from gateway.app import build_app
 from gateway.connections import make_runner
-from gateway.keys import GATEWAY
+from gateway.keys import RELOADER
 from gateway.loader import Loaded, load
+from gateway.pid_file import PidFile
 
 log = logging.getLogger("llm_gateway.server")
+# SIGHUP re-reads the config file (gateway.reload); Windows has none.
+RELOAD_SIGNAL: signal.Signals | None = getattr(signal, "SIGHUP", None)
+
+
+def ignore_reload_signal() -> None:
+    """Until the event loop's handler is installed, a SIGHUP (an early `llm-gateway reload`, or
+    the --workers parent passing one on) must not kill the process, its default action."""
+    if RELOAD_SIGNAL is not None:
+        signal.signal(RELOAD_SIGNAL, signal.SIG_IGN)
 
 
 def install_fast_loop() -> None:
@@ -34,8 +45,8 @@ def install_fast_loop() -> None:
 async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting, drain in-flight requests for up to
     ``server.drain_timeout_s``, and close every provider session."""
-    gw = app[GATEWAY]
-    server = gw.config.server
+    live = app[RELOADER]
+    server = live.current.config.server
     runner = await make_runner(
         app,
         shutdown_timeout=server.drain_timeout_s,
@@ -47,6 +58,8 @@ async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: b
         # Windows has no loop signal handlers: Ctrl-C arrives as KeyboardInterrupt instead.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if RELOAD_SIGNAL is not None:
+        loop.add_signal_handler(RELOAD_SIGNAL, live.request_reload)
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
@@ -55,7 +68,7 @@ async def serve_app(app: web.Application, host: str, port: int, *, reuse_port: b
         log.info("llm-gateway listening on %s", ", ".join(f"http://{a[0]}:{a[1]}" for a in sockets))
         await stop.wait()
         log.info("draining (up to %.0fs)", server.drain_timeout_s)
-        gw.draining = True
+        live.draining = True
     finally:
         await runner.cleanup()
     log.info("stopped")
@@ -73,6 +86,7 @@ def settle_garbage_collector() -> None:
 
 
 def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool) -> None:
+    ignore_reload_signal()
     configure_logging()
     loaded = load(config_path)
     _run(loaded, host, port, reuse_port)
@@ -89,12 +103,17 @@ def _run(loaded: Loaded, host: str | None, port: int | None, reuse_port: bool) -
     asyncio.run(main())
 
 
-def serve(loaded: Loaded, config_path: str | None, host: str | None, port: int | None, workers: int | None) -> int:
+def serve(
+    loaded: Loaded, config_path: str | None, host: str | None, port: int | None, workers: int | None,
+    pid_file: str | None = None,
+) -> int:
     n = workers or loaded.config.server.workers
-    if n <= 1:
-        _run(loaded, host, port, reuse_port=False)
-        return 0
-    return _supervise(n, config_path, host, port)
+    ignore_reload_signal()
+    with PidFile(pid_file or loaded.config.server.pid_file):
+        if n <= 1:
+            _run(loaded, host, port, reuse_port=False)
+            return 0
+        return _supervise(n, config_path, host, port)
 
 
 def _supervise(n: int, config_path: str | None, host: str | None, port: int | None) -> int:
@@ -112,11 +131,18 @@ def _supervise(n: int, config_path: str | None, host: str | None, port: int | No
             if p.is_alive() and p.pid is not None:
                 p.terminate()
 
+    def forward_reload(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signum)
+
     # Installed before the workers start, so an early SIGTERM still reaches all of them.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for p in procs:
-        p.start()
+        p.start()  # SIGHUP is ignored here until all started, and so in each worker until it listens
+    if RELOAD_SIGNAL is not None:
+        signal.signal(RELOAD_SIGNAL, forward_reload)
     for p in procs:
         p.join()
     # A worker stopped by the forwarded SIGTERM before its own handler was installed is a clean stop.

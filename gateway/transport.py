@@ -39,6 +39,9 @@ class Attempt:
     started: float = field(default_factory=time.perf_counter)
     status: int | None = None
     stash: dict[Any, Any] = field(default_factory=dict)
+    # Sent although the provider's circuit is open: every target of the route was open (the
+    # first attempt of such a request only, so counting these counts requests).
+    panic: bool = False
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from gateway import RequestContext, ShortCircuit, StashKey, hookimpl
 from gateway.config import GatewayConfig
-from gateway.plugin_manager import stand_down
+from gateway.plugin_manager import carry_over, stand_down
 
 CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
 CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
@@ -182,12 +182,14 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     if not settings.enabled:
         stand_down(app, sys.modules[__name__])  # cache off: nothing on the request path
         return
-    app[CACHE] = CacheState(InProcessLRU(settings.max_entries, settings.max_bytes), settings.ttl_s)
+    # Kept over a configuration reload (entries and all) when the cache settings did not change.
+    app[CACHE] = carry_over(app, CACHE, (settings, config.redis),
+                            lambda: CacheState(InProcessLRU(settings.max_entries, settings.max_bytes), settings.ttl_s))
 
 
 @hookimpl
 async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
-    state = ctx.request.app.get(CACHE)
+    state = ctx.app.get(CACHE)
     if state is None or ctx.op is None or ctx.op.name not in CACHEABLE_OPS or not ctx.targets:
         return None
     key = cache_key(ctx)
@@ -214,7 +216,7 @@ async def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> Non
     pending = ctx.get(PENDING)
     if pending is None or not pending.store or ctx.stream or not cacheable(response):
         return
-    state = ctx.request.app[CACHE]
+    state = ctx.app[CACHE]
     entry = {"provider": ctx.provider, "response": response}
     await state.backend.set(pending.key, orjson.dumps(entry), state.ttl_s)
 

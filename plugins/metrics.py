@@ -13,6 +13,8 @@ The metric names are fixed (dashboards use them)::
     llm_gateway_streams_in_flight{provider}                            gauge
     llm_gateway_rate_limited_total{scope}                              counter, scope=gateway|upstream
     llm_gateway_cache_requests_total{outcome}                          counter, outcome=hit|miss|bypass
+    llm_gateway_circuit_panic_total{provider}                          counter
+    llm_gateway_config_reloads_total{result}                           counter, result=ok|failed
 
 Label values are bounded, so no client can grow the series count or put text into a label:
 ``provider`` is a configured provider name (``none`` before routing); ``model`` is a configured
@@ -35,14 +37,18 @@ loop's thread (the ``/metrics`` handler does), not from another thread.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from gateway import GatewayError, Outcome, RequestContext, StashKey, UpstreamError, hookimpl
 from gateway.config import GatewayConfig
+from gateway.keys import RELOADER
+from gateway.plugin_manager import carry_over
 from gateway.transport import Attempt
 
 NONE, OTHER = "none", "other"
@@ -126,14 +132,29 @@ def configured_models(config: GatewayConfig) -> frozenset[str]:
     return frozenset(names)
 
 
-class GatewayMetrics:
-    """One app's collectors and the label bounding rules."""
+class ReloadCounts:
+    """Configuration reloads by result, read from the core's counts when collected."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, results: Mapping[str, int]) -> None:
+        self.results = results
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("llm_gateway_config_reloads", "Configuration reloads, by result.",
+                                     labels=("result",))
+        for result in ("ok", "failed"):
+            family.add_metric((result,), self.results.get(result, 0))
+        yield family
+
+
+class GatewayMetrics:
+    """One app's collectors and the label bounding rules. Kept over configuration reloads
+    (counters never restart); ``bound`` follows each new config's names."""
+
+    def __init__(self, config: GatewayConfig, reloads: Mapping[str, int] | None = None) -> None:
         self.registry = r = CollectorRegistry()
         r.register(FlushFirst(self))
-        self.providers = frozenset(p.name for p in config.providers)
-        self.models = configured_models(config)
+        if reloads is not None:
+            r.register(ReloadCounts(reloads))
         self.error_types = error_types()
         self.requests = Coalesced(Counter(
             "llm_gateway_requests_total", "Requests handled, by final HTTP status.",
@@ -157,8 +178,18 @@ class GatewayMetrics:
             ("scope",), registry=r))
         self.cache = Coalesced(Counter(
             "llm_gateway_cache_requests_total", "Response cache look-ups by outcome.", ("outcome",), registry=r))
+        self.panics = Children(Counter(
+            "llm_gateway_circuit_panic_total",
+            "Requests sent to a provider with an open circuit because every target of their route was open.",
+            ("provider",), registry=r))
         self.open_streams: dict[str, int] = {}
-        for name in self.providers:
+        self.bound(config)
+
+    def bound(self, config: GatewayConfig) -> None:
+        """Label values allowed under ``config`` (a reload may add or remove names)."""
+        self.providers = frozenset(p.name for p in config.providers)
+        self.models = configured_models(config)
+        for name in self.providers - self.open_streams.keys():
             self.track_streams(name)  # 0 from the start, not missing until the first stream
 
     def track_streams(self, label: str) -> None:
@@ -215,21 +246,31 @@ METRICS: web.AppKey[GatewayMetrics] = web.AppKey("llm_gateway.metrics")
 
 
 async def scrape(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    live = request.app.get(RELOADER)  # the current configuration's metrics (see docs/reload.md)
+    metrics = (live.current.app.get(METRICS) if live and live.current.app else None) or request.app[METRICS]
+    body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
-    app[METRICS] = GatewayMetrics(config)
-    app.router.add_get("/metrics", scrape)
+    live = app.get(RELOADER)
+    # One set of counters for the process's life: carried over every configuration reload.
+    metrics = carry_over(app, METRICS, "process",
+                         lambda: GatewayMetrics(config, live.results if live is not None else None))
+    assert metrics is not None
+    metrics.bound(config)
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", scrape)  # a reload's app is never served: start-up's route stays
 
 
 @hookimpl
 def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: GatewayError | None) -> None:
-    metrics = ctx.request.app.get(METRICS)
+    metrics = ctx.app.get(METRICS)
     if metrics is None:
         return
+    if attempt.panic:
+        metrics.panics[(metrics.provider(attempt.provider),)].inc()
     if error is not None:
         ctx[COUNTED_ERROR] = error
         metrics.upstream_error(attempt.provider, error)
@@ -243,14 +284,14 @@ def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: 
 def gateway_error(ctx: RequestContext, error: GatewayError) -> None:
     # An upstream error not seen as an attempt's result: one that broke a stream already relaying.
     if isinstance(error, UpstreamError) and ctx.get(COUNTED_ERROR) is not error:
-        metrics = ctx.request.app.get(METRICS)
+        metrics = ctx.app.get(METRICS)
         if metrics is not None:
             metrics.upstream_error(error.provider or ctx.provider, error)
 
 
 @hookimpl
 def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    metrics = ctx.request.app.get(METRICS)
+    metrics = ctx.app.get(METRICS)
     if metrics is None:
         return
     stream = ctx.get(STREAM_OPEN)

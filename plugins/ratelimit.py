@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from gateway import Outcome, RateLimitError, RequestContext, StashKey, hookimpl
 from gateway.config import GatewayConfig, RateLimitSpec
-from gateway.plugin_manager import stand_down
+from gateway.plugin_manager import carry_over, stand_down
 from plugins.ratelimit_backend import (
     REQUESTS,
     TOKENS,
@@ -189,7 +189,10 @@ def gateway_config_sections() -> dict[str, type[BaseModel]]:
 
 @hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
-    state = build_state(config)
+    # Kept over a configuration reload (buckets and all) when no limit changed.
+    limits = (config.section("rate_limit"), config.redis, [(p.name, p.rate_limit) for p in config.providers],
+              [(k.name, k.rate_limit) for k in config.auth.keys])
+    state = carry_over(app, RATE_LIMIT, limits, lambda: build_state(config))
     if state is None:
         stand_down(app, sys.modules[__name__])  # no limits configured: nothing on the request path
         return
@@ -198,7 +201,7 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
 @hookimpl(trylast=True)
 async def gateway_request_received(ctx: RequestContext) -> None:
-    state = ctx.request.app.get(RATE_LIMIT)
+    state = ctx.app.get(RATE_LIMIT)
     if state is None:
         return
     # An alias whose first target's provider is out of room spills over to the next target with
@@ -232,7 +235,7 @@ async def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Non
     charges = ctx.get(CHARGED)
     if not charges:
         return
-    state = ctx.request.app[RATE_LIMIT]
+    state = ctx.app[RATE_LIMIT]
     for charge in charges:
         if charge.limit.kind == TOKENS:
             delta = used_tokens(outcome, charge.amount) - charge.amount

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway import hookimpl
 from gateway.config import GatewayConfig
+from gateway.plugin_manager import carry_over
 from gateway.secrets import MIN_LITERAL_LEN, Scrubber, mask
 
 log = logging.getLogger("llm_gateway.redaction")
@@ -241,12 +242,25 @@ def gateway_config_sections() -> dict[str, type[BaseModel]]:
     return {"logging": LoggingSettings}
 
 
+LOG_SETUP: web.AppKey[LogSetup] = web.AppKey("llm_gateway.redaction.log_setup")
+
+
 @hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
+    setup = carry_over(app, LOG_SETUP, "process", lambda: None)
+    if setup is not None:
+        # A configuration reload: the process's logging stays as set up at start-up; its filter
+        # learns the new config's secrets, and keeps masking the old ones (requests of the
+        # previous configuration may still be logging).
+        redactor = Redactor(setup.filter.redactor.literals + tuple(config.secrets))
+        setup.filter.redactor = redactor
+        app[REDACTOR], app[LOG_SETUP] = redactor, setup
+        return
     redactor = Redactor(config.secrets)
     app[REDACTOR] = redactor
     setup = LogSetup(redactor, config.section("logging"))
     setup.install()
+    app[LOG_SETUP] = setup
 
     async def undo(_app: web.Application) -> None:
         setup.uninstall()

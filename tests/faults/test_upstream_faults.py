@@ -103,20 +103,71 @@ async def test_malformed_sse_mid_stream_becomes_an_error_event(gateway, emulator
 
 async def test_circuit_opens_and_alias_skips_the_open_provider(gateway, emulator, http):
     emu = await emulator("openai")
-    emu.state.script(*[Fault.status(500, "down") for _ in range(3)])
-    flaky = openai_provider(emu.url, name="flaky", circuit_breaker={"consecutive_failures": 3, "open_s": 60})
+    emu.state.script(*[Fault.status(500, "down") for _ in range(9)])
+    flaky = openai_provider(emu.url, name="flaky", retry=RETRY,
+                            circuit_breaker={"consecutive_failures": 3, "open_s": 60})
     gw = await gateway(make_config(flaky, MOCK_PROVIDER,
                                    models=[{"name": "smart", "targets": ["flaky/gpt-4o-mini", "mock/mock-1"]}]))
-    for _ in range(3):
+    breaker = gw.gw.registry["flaky"].breaker
+    for i in range(3):
+        # Each request fails on flaky through its three attempts and the fallback serves it; it
+        # still counts (once) against flaky, so that later requests learn to skip it.
+        assert breaker.state == "closed", i
         async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False, model="smart")) as resp:
-            assert resp.headers["x-gateway-provider"] == "mock"
-    assert gw.gw.registry["flaky"].breaker.state == "open"
-    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False, model="flaky/gpt-4o-mini")) as r:
-        assert r.status == 503 and "Retry-After" in r.headers
-    assert chat_requests(emu) == 3  # rejected fast: the open circuit sent nothing upstream
+            assert resp.status == 200 and resp.headers["x-gateway-provider"] == "mock"
+    assert breaker.state == "open" and chat_requests(emu) == 9
+    for stream in (False, True):
+        async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=stream, model="smart")) as resp:
+            assert resp.status == 200 and resp.headers["x-gateway-provider"] == "mock"
+            await resp.read()
+    assert chat_requests(emu) == 9  # a healthy target exists: the open one is skipped, not tried
     async with http.get(gw.url + "/health/providers") as resp:
-        states = {p["name"]: p["circuit"] for p in (await resp.json())["providers"]}
-    assert states == {"flaky": "open", "mock": "closed"}
+        states = {p["name"]: (p["circuit"], p["panic"]) for p in (await resp.json())["providers"]}
+    assert states == {"flaky": ("open", False), "mock": ("closed", False)}
+
+
+async def test_a_single_provider_route_never_answers_circuit_open(gateway, emulator, http):
+    """Every target open: the request goes to the one that opened first ("panic") instead of a
+    503, and /health/providers and /metrics say so."""
+    emu = await emulator("openai")
+    emu.state.script(Fault.status(500, "down"))
+    gw = await gateway(make_config(openai_provider(emu.url, circuit_breaker={"consecutive_failures": 1})))
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False)) as resp:
+        assert resp.status == 502
+    assert gw.gw.registry["oai"].breaker.state == "open"
+    for stream in (False, True):
+        async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=stream)) as resp:
+            assert resp.status == 200
+            await resp.read()
+    assert chat_requests(emu) == 3
+    async with http.get(gw.url + "/health/providers") as resp:
+        oai = (await resp.json())["providers"][0]
+    assert oai["circuit"] == "open" and oai["panic"] is True and oai["panic_requests"] == 2
+    assert oai["last_panic"] > 0
+    async with http.get(gw.url + "/metrics") as resp:
+        assert 'llm_gateway_circuit_panic_total{provider="oai"} 2.0' in await resp.text()
+
+
+async def test_new_user_sequence_429_then_500_through_retries_then_200(gateway, emulator, http):
+    """Defaults and one openai provider: a request answered 429 through its retries, then one
+    answered 500 through its retries, must not take the provider out: the next one is a 200."""
+    emu = await emulator("openai")
+    chat = "/chat/completions"  # the default health check must not take the scripted faults
+    emu.state.script(*[Fault.status(429, "slow down", path=chat) for _ in range(3)],
+                     *[Fault.status(500, "oops", path=chat) for _ in range(3)])
+    provider = {"name": "oai", "type": "openai", "base_url": emu.url, "api_key": "test-key",
+                "models": ["gpt-4o-mini"]}
+    gw = await gateway(make_config(provider))
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False)) as resp:
+        assert resp.status == 429
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False)) as resp:
+        assert resp.status == 502
+    assert chat_requests(emu) == 6  # both went through their retries (2 by default)
+    async with http.post(gw.v1 + "/chat/completions", json=chat_body(stream=False)) as resp:
+        assert resp.status == 200
+    async with http.get(gw.url + "/health/providers") as resp:
+        oai = (await resp.json())["providers"][0]
+    assert oai["circuit"] == "closed" and oai["panic_requests"] == 0
 
 
 async def test_two_hundred_concurrent_streams_with_a_tenth_failing(gateway, emulator, http):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -99,22 +98,32 @@ async def test_config_keeps_only_digests_in_memory(gateway):
     assert KEY_A not in repr(state) and KEY_B not in repr(state)
 
 
-@pytest.mark.parametrize("presented", [KEY_A, KEY_B, "sk-unknown"])
-def test_every_digest_is_compared_whichever_key_matches(monkeypatch, presented):
+@pytest.mark.parametrize("presented,expected", [(KEY_A, "k0"), (KEY_B, "k1"), ("sk-unknown", None)])
+def test_presented_key_is_hashed_once_and_looked_up_by_digest(monkeypatch, presented, expected):
     state = auth.AuthState(tuple(
         auth.KeyEntry(f"k{i}", hashlib.sha256(k.encode()).digest(), ())
-        for i, k in enumerate([KEY_A, KEY_B, "sk-third"])
+        for i, k in enumerate([KEY_A, KEY_B, "sk-third", KEY_A])  # a repeated key: the first wins
     ))
-    calls: list[bytes] = []
-    original = hmac.compare_digest
+    hashed: list[bytes] = []
+    original = hashlib.sha256
 
-    def counting(a: bytes, b: bytes) -> bool:
-        calls.append(a)
-        return original(a, b)
+    def counting(data: bytes = b"") -> Any:
+        hashed.append(data)
+        return original(data)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
-    state.match(presented)
-    assert len(calls) == 3
+    monkeypatch.setattr(auth.hashlib, "sha256", counting)
+    found = state.match(presented)
+    assert (found.name if found else None) == expected
+    assert hashed == [presented.encode()]  # once, whatever the number of keys
+    assert len(state.by_digest) == 3
+
+
+def test_ten_thousand_keys_are_found_by_digest():
+    keys = tuple(auth.KeyEntry(f"k{i}", hashlib.sha256(f"sk-{i}".encode()).digest(), ())
+                 for i in range(10_000))
+    state = auth.AuthState(keys)
+    assert state.match("sk-9999").name == "k9999"
+    assert state.match("sk-10000") is None
 
 
 def two_providers(**sections: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from gateway.config import CircuitBreakerConfig
+from gateway.errors import UpstreamStatusError, harms_health
 from gateway.resilience import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
@@ -79,3 +80,23 @@ def test_outcomes_spread_over_the_window_count_together_and_leave_it_a_bucket_at
     clock.now = 10.7  # the two failures' bucket (0-1 s) has left; 1 of 2 is under min_requests
     b.record(False)
     assert b.state == CLOSED
+
+
+def test_panic_is_reported_while_open_and_forgotten_once_closed():
+    clock = [0.0]
+    breaker = CircuitBreaker(CircuitBreakerConfig(consecutive_failures=1, open_s=10), clock=lambda: clock[0])
+    breaker.record(False)
+    assert breaker.state == "open" and not breaker.in_panic
+    clock[0] = 1.0
+    breaker.panicked()
+    assert breaker.in_panic and breaker.panics == 1 and breaker.last_panic is not None
+    clock[0] = 11.0
+    assert breaker.allow()  # the half-open probe
+    breaker.record(True)
+    assert breaker.state == "closed" and not breaker.in_panic and breaker.panics == 1
+
+
+def test_a_vendor_429_does_not_harm_health_but_a_5xx_does():
+    assert not harms_health(UpstreamStatusError("slow down", upstream_status=429))
+    assert harms_health(UpstreamStatusError("oops", upstream_status=500))
+    assert not harms_health(UpstreamStatusError("bad request", upstream_status=400))
