@@ -206,9 +206,10 @@ async def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> Non
         state.flights.land(pending.key, value)  # the followers answer now, with the leader
 
 
-@hookimpl
+@hookimpl(trylast=True)
 async def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    """After the client has its last byte: the store's round trip is on no one's latency."""
+    """After the client has its last byte: the store's round trip is on no one's latency. Last in
+    line, so a slow store does not hold up the other plugins' bookkeeping (limits, metrics, logs)."""
     pending = ctx.get(PENDING)
     if pending is None:
         return

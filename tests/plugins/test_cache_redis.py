@@ -221,3 +221,25 @@ def test_the_cache_redis_password_is_a_redacted_secret():
     loaded = load_data(make_config(cache={"backend": "redis", "redis_url": "redis://:cache-pw-123@h:6379/0"},
                                    redis={}), {})
     assert "cache-pw-123" in loaded.config.secrets
+
+
+async def test_flights_hand_the_leaders_value_to_early_and_late_followers():
+    from plugins.cache_flight import Flights
+
+    flights = Flights()
+    assert flights.lead("k") and not flights.lead("k")
+    early = asyncio.create_task(flights.follow("k"))
+    await asyncio.sleep(0)
+    assert flights.following == 1
+    early.cancel()  # a follower whose client left does not cancel the flight for the others
+    other = asyncio.create_task(flights.follow("k"))
+    await asyncio.sleep(0)
+    flights.land("k", b"answer")
+    assert await other == b"answer"
+    assert await flights.follow("k") == b"answer"  # after landing, before the store: no waiting
+    flights.end("k")
+    assert await flights.follow("k") is None and len(flights) == 0
+    assert flights.lead("q")
+    flights.land("q", None)  # nothing to share: followers go upstream themselves
+    assert await flights.follow("q") is None
+    flights.end("q")
