@@ -28,3 +28,30 @@ def test_an_operators_directory_is_kept_but_emptied_of_old_values(monkeypatch: p
         assert path == str(tmp_path)
         assert not (tmp_path / "counter_1.db").exists()
     assert (tmp_path / "notes.txt").exists() and os.environ[ENV] == str(tmp_path)
+
+
+class FakeProcess:
+    """Stands in for a worker process that has exited with ``exitcode``."""
+
+    def __init__(self, pid: int, exitcode: int | None = None) -> None:
+        self.pid, self.exitcode, self.name = pid, exitcode, f"llm-gateway-{pid}"
+
+
+def test_a_dead_worker_is_replaced_but_not_in_a_loop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gateway import server
+
+    pids = iter(range(1000, 2000))
+    monkeypatch.setattr(server.Workers, "spawn", lambda self, i: FakeProcess(next(pids)))
+    workers = server.Workers(("gateway.yaml", None, None, True), str(tmp_path))
+    workers.start(2)
+    for _ in range(server.MAX_RESTARTS + 2):  # worker 0 keeps dying at once
+        dead = workers.procs[0]
+        dead.exitcode = 1
+        workers.reap(0, dead)
+    assert len(workers.restarts) == server.MAX_RESTARTS
+    assert workers.procs[0].exitcode == 1  # the last one stays dead: the supervisor exits 1 later
+    assert workers.procs[1].exitcode is None  # the other worker is untouched
+    workers.stopping = True
+    workers.procs[1].exitcode = 0
+    workers.reap(1, workers.procs[1])
+    assert workers.procs[1].exitcode == 0  # a worker stopped on SIGTERM is not replaced
