@@ -243,3 +243,17 @@ async def test_flights_hand_the_leaders_value_to_early_and_late_followers():
     flights.land("q", None)  # nothing to share: followers go upstream themselves
     assert await flights.follow("q") is None
     flights.end("q")
+
+
+async def test_an_unreachable_cache_redis_logs_once_without_its_password(gateway, http, caplog, redis_server):
+    from tests.support import free_port
+
+    closed = f"redis://:cache-pw-s3cret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    gw = await gateway(make_config(cache={"enabled": True, "backend": "redis", "redis_url": closed},
+                                   redis={"url": redis_server.url}))
+    with caplog.at_level("INFO"):
+        for _ in range(6):
+            assert await x_cache(http, gw) == "MISS"  # answered 200 every time
+    unreachable = [r for r in caplog.records if "store unreachable" in r.getMessage()]
+    assert len(unreachable) == 1  # one line per transition, not per request
+    assert "cache-pw-s3cret" not in caplog.text
