@@ -25,6 +25,7 @@ allowed to use a model; ``scope: key`` keeps each key's answers to itself.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class CacheState:
     per_key: bool = False
     max_entry_bytes: int | None = None
     flights: Flights = field(default_factory=Flights)
+    # Stores to a remote backend under way, awaited at shutdown.
+    storing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,10 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         return None
     directives = cache_control(ctx)
     if "no-cache" in directives or "no-store" in directives:
-        ctx[PENDING] = Pending(key, store="no-store" not in directives)
+        store = "no-store" not in directives
+        # A fresh answer to store leads a flight if none is out: identical requests that miss
+        # until it is stored are served it, in order, rather than calling upstream again.
+        ctx[PENDING] = Pending(key, store, leads=store and not ctx.stream and state.flights.lead(key))
         mark(ctx, "bypass")
         return None
     raw = await state.backend.get(key)
@@ -207,17 +213,30 @@ async def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> Non
 
 
 @hookimpl(trylast=True)
-async def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    """After the client has its last byte: the store's round trip is on no one's latency. Last in
-    line, so a slow store does not hold up the other plugins' bookkeeping (limits, metrics, logs)."""
+def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Any:
+    """After the client has its last byte. A remote store runs as a task of its own, so its round
+    trip delays neither the other plugins' bookkeeping nor the next request on this connection;
+    until it is done the flight hands identical requests the answer."""
     pending = ctx.get(PENDING)
     if pending is None:
-        return
+        return None
     state = ctx.request.app[CACHE]
+    value = ctx.get(TO_STORE)
+    if value is None:
+        if pending.leads:
+            state.flights.end(pending.key)
+        return None
+    if not state.backend.remote:
+        return store(state, pending, value)  # in memory: done before the handler returns
+    task = asyncio.get_running_loop().create_task(store(state, pending, value))
+    state.storing.add(task)
+    task.add_done_callback(state.storing.discard)
+    return None
+
+
+async def store(state: CacheState, pending: Pending, value: bytes) -> None:
     try:
-        value = ctx.get(TO_STORE)
-        if value is not None:
-            await state.backend.set(pending.key, value, state.ttl_s)
+        await state.backend.set(pending.key, value, state.ttl_s)
     finally:
         if pending.leads:
             state.flights.end(pending.key)
@@ -227,4 +246,6 @@ async def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Non
 async def gateway_shutdown(app: web.Application) -> None:
     state = app.get(CACHE)
     if state is not None:
+        if state.storing:  # each bounded by the store's command timeout
+            await asyncio.gather(*state.storing, return_exceptions=True)
         await state.backend.close()

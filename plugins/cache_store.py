@@ -44,6 +44,9 @@ STORE_ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
 class CacheBackend(Protocol):
     """Where answers are kept."""
 
+    # True when a call is a network round trip: the plugin then stores in a task of its own.
+    remote: bool
+
     async def get(self, key: str) -> bytes | None:
         """The stored value, or None when absent, expired or unreachable."""
 
@@ -66,6 +69,8 @@ class InProcessLRU:
 
     ``clock`` is a monotonic time source (seconds); tests replace it to expire entries.
     """
+
+    remote = False
 
     def __init__(self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_entries = max_entries
@@ -136,14 +141,16 @@ class RedisStore:
     larger than ``max_bytes`` is not stored, as in ``InProcessLRU``.
     """
 
+    remote = True
+
     def __init__(self, connections: RedisConnections, url: str | None, max_bytes: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.connections = connections
         self.url = url
         self.max_bytes = max_bytes
-        # A guard over the socket timeout: a command never costs more than this, whatever the pool.
-        settings = connections.settings
-        self.guard_s = settings.timeout_s + settings.pool_wait_s
+        # The whole call, a wait for a pooled connection included, within one command timeout: a
+        # lookup is worth less than the time a client would wait for it.
+        self.guard_s = connections.settings.timeout_s
         self.breaker = CircuitBreaker(STORE_BREAKER, clock)
 
     async def get(self, key: str) -> bytes | None:
