@@ -26,7 +26,8 @@ async def serve(tmp_path: Path, name: str, redis_url: str) -> AsyncIterator[str]
     config = {"server": {"port": port, "drain_timeout_s": 5},
               "providers": [{"name": "mock", "type": "mock", "models": ["mock-1"], "options": {"reply": "echo"},
                              "health_check": {"enabled": False}}],
-              "redis": {"url": redis_url},
+              # A loaded test machine can take longer than the 50 ms default to answer: not what this tests.
+              "redis": {"url": redis_url, "timeout_s": 2},
               "cache": {"enabled": True, "backend": "redis"}}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

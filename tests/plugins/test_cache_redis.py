@@ -44,8 +44,8 @@ def cache_config(request: pytest.FixtureRequest) -> Any:
 
     def build(*providers: dict[str, Any], sections: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
         extra = dict(sections or {})
-        if redis is not None:
-            extra["redis"] = {"url": redis.url}
+        if redis is not None:  # generous: a loaded test machine is not a store error
+            extra["redis"] = {"url": redis.url, "timeout_s": 2}
         return make_config(*providers, cache={"enabled": True, "backend": backend, **settings}, **extra)
 
     build.backend = backend  # type: ignore[attr-defined]
@@ -124,7 +124,7 @@ async def test_concurrent_identical_requests_make_one_upstream_call(gateway, htt
 
 
 async def test_an_entry_stored_by_one_gateway_is_a_hit_in_another(gateway, http, redis_server):
-    config = make_config(cache={"enabled": True, "backend": "redis"}, redis={"url": redis_server.url})
+    config = make_config(cache={"enabled": True, "backend": "redis"}, redis={"url": redis_server.url, "timeout_s": 2})
     a, b = await gateway(config), await gateway(config)
     _, headers, first = await post(http, a)
     assert headers["x-cache"] == "MISS"
@@ -136,7 +136,7 @@ async def test_an_entry_stored_by_one_gateway_is_a_hit_in_another(gateway, http,
 
 async def test_a_separate_cache_redis_and_a_compact_entry_with_a_ttl(gateway, http, redis_server, redis_private):
     config = make_config(cache={"enabled": True, "backend": "redis", "redis_url": redis_private.url, "ttl_s": 30},
-                         redis={"url": redis_server.url})
+                         redis={"url": redis_server.url, "timeout_s": 2})
     gw = await gateway(config)
     many = {"model": "mock-embed", "input": [f"text {i}" for i in range(20)]}  # vectors: over 1 KiB
     status, headers, _ = await post(http, gw, many, "/embeddings")
@@ -186,7 +186,7 @@ async def test_store_semantics_ttl_size_cap_and_foreign_values(redis_server: Red
     from gateway.config import RedisConfig
     from gateway.redis_client import RedisConnections
 
-    conns = RedisConnections(RedisConfig(url=redis_server.url))
+    conns = RedisConnections(RedisConfig(url=redis_server.url, timeout_s=2))
     try:
         store = RedisStore(conns, None, max_bytes=1000)
         await store.set("k", b"value", 0.05)
