@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
 from gateway import Outcome, RequestContext, ShortCircuit, StashKey, hookimpl
 from gateway.config import GatewayConfig, check_redis_url
@@ -64,6 +65,9 @@ class CacheSettings(BaseModel):
     max_bytes: PositiveInt = Field(64 * 1024 * 1024)
     # One answer larger than this (serialised, before compression) is not stored.
     max_entry_bytes: PositiveInt | None = None
+    # redis backend: a request that misses while another process fetches the same answer waits
+    # up to this long for it (a lock in Redis) instead of calling upstream too. 0: no lock.
+    lock_wait_s: NonNegativeFloat = 0.0
 
     @field_validator("redis_url")
     @classmethod
@@ -137,7 +141,7 @@ def mark(ctx: RequestContext, outcome: str) -> None:
 def make_backend(settings: CacheSettings, app: web.Application) -> CacheBackend:
     if settings.backend == "redis":
         # gateway_check_config refused a redis backend without a redis section at load time.
-        return RedisStore(app[REDIS], settings.redis_url, settings.max_bytes)
+        return RedisStore(app[REDIS], settings.redis_url, settings.max_bytes, lock_wait_s=settings.lock_wait_s)
     return InProcessLRU(settings.max_entries, settings.max_bytes)
 
 
@@ -180,12 +184,17 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         ctx[PENDING] = Pending(key, store, leads=store and not ctx.stream and state.flights.lead(key))
         mark(ctx, "bypass")
         return None
-    raw = await state.backend.get(key)
-    if raw is None and not ctx.stream:  # a stream never waits for a whole answer: its TTFT
-        if state.flights.lead(key):
+    if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
+        raw = await state.backend.get(key)
+    elif state.flights.lead(key):
+        raw = await state.backend.claim(key)
+        if raw is None:
             ctx[PENDING] = Pending(key, store=True, leads=True)
             mark(ctx, "miss")
             return None
+        state.flights.land(key, raw)  # a hit: identical requests that came meanwhile share it
+        state.flights.end(key)
+    else:
         raw = await state.flights.follow(key)
     if raw is None:
         ctx[PENDING] = Pending(key, store=True)
@@ -225,13 +234,19 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Any:
     if value is None:
         if pending.leads:
             state.flights.end(pending.key)
+            if state.backend.remote:
+                in_background(state, state.backend.abandon(pending.key))
         return None
     if not state.backend.remote:
         return store(state, pending, value)  # in memory: done before the handler returns
-    task = asyncio.get_running_loop().create_task(store(state, pending, value))
+    in_background(state, store(state, pending, value))
+    return None
+
+
+def in_background(state: CacheState, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
     state.storing.add(task)
     task.add_done_callback(state.storing.discard)
-    return None
 
 
 async def store(state: CacheState, pending: Pending, value: bytes) -> None:

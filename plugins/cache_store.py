@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.exceptions
 
@@ -39,6 +40,29 @@ RAW, ZLIB = b"\x00", b"\x01"
 # Three errors in a row open the breaker; one probe a second while it is open.
 STORE_BREAKER = CircuitBreakerConfig(consecutive_failures=3, error_rate=1.0, min_requests=1_000_000, open_s=1.0)
 STORE_ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
+# How often a request waiting for another process's answer looks for it.
+POLL_S = 0.05
+
+# The cross-process lock (cache.lock_wait_s): one round trip each, like the GET and SET they replace.
+# LOOKUP: the value; else 1 when this caller now holds the lock, 0 when another process does.
+LOOKUP = """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+# PEEK: the value; else 1 while the lock is held, 0 once it is gone.
+PEEK = """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+return redis.call('EXISTS', KEYS[2])
+"""
+# STORE: the value (when given), then the lock released if it is still this caller's.
+STORE = """
+if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
 
 
 class CacheBackend(Protocol):
@@ -49,6 +73,13 @@ class CacheBackend(Protocol):
 
     async def get(self, key: str) -> bytes | None:
         """The stored value, or None when absent, expired or unreachable."""
+
+    async def claim(self, key: str) -> bytes | None:
+        """``get`` for a request that will fetch the answer when it misses: a shared store may
+        make it wait (bounded) for another process fetching the same, and answer with that."""
+
+    async def abandon(self, key: str) -> None:
+        """The claimed answer will not come (error, not cacheable): let others fetch it."""
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         """Store (or replace) a value for ``ttl_s`` seconds; a backend may drop it at any time."""
@@ -106,6 +137,12 @@ class InProcessLRU:
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
+    async def claim(self, key: str) -> bytes | None:
+        return await self.get(key)  # one process: the plugin's flights already coalesce
+
+    async def abandon(self, key: str) -> None:
+        return None
+
     async def close(self) -> None:
         self._entries.clear()
         self.bytes = 0
@@ -144,10 +181,16 @@ class RedisStore:
     remote = True
 
     def __init__(self, connections: RedisConnections, url: str | None, max_bytes: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, lock_wait_s: float = 0.0) -> None:
         self.connections = connections
         self.url = url
         self.max_bytes = max_bytes
+        # With lock_wait_s, a claim that misses takes a lock; others wait for its answer that long.
+        self.lock_wait_s = lock_wait_s
+        self.token = secrets.token_hex(8)  # this process's, for releasing only its own locks
+        self.held: set[str] = set()
+        self.waiting = 0  # requests waiting for another process's answer now
+        self.scripts: dict[str, Any] = {}
         # The whole call, a wait for a pooled connection included, within one command timeout: a
         # lookup is worth less than the time a client would wait for it.
         self.guard_s = connections.settings.timeout_s
@@ -166,16 +209,67 @@ class RedisStore:
         return None if stored is None else unpack(stored)
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        if len(key) + len(value) > self.max_bytes or not self.breaker.allow():
+        if len(key) + len(value) > self.max_bytes:
+            await self.abandon(key)
             return
+        px = max(1, int(ttl_s * 1000))
+        if key in self.held:
+            self.held.discard(key)
+            await self._call(STORE, key, pack(value), px, self.token)
+        else:
+            await self._call(None, key, pack(value), px)
+
+    async def claim(self, key: str) -> bytes | None:
+        if not self.lock_wait_s:
+            return await self.get(key)
+        found = await self._call(LOOKUP, key, self.token, int(self.lock_wait_s * 1000))
+        if isinstance(found, bytes):
+            return unpack(found)
+        if found == 1:  # this request fetches the answer; set() or abandon() releases the lock
+            self.held.add(key)
+        if found != 0:
+            return None  # a miss (or a store error: a miss without a lock)
+        return await self._wait_for(key)
+
+    async def abandon(self, key: str) -> None:
+        if key in self.held:
+            self.held.discard(key)
+            await self._call(STORE, key, b"", 0, self.token)
+
+    async def _wait_for(self, key: str) -> bytes | None:
+        """Another process holds the lock: its answer, once stored; None when it gives up, the
+        lock expires or ``lock_wait_s`` passes (then this request fetches the answer itself)."""
+        self.waiting += 1
+        try:
+            for _ in range(max(1, int(self.lock_wait_s / POLL_S))):
+                await asyncio.sleep(POLL_S)
+                found = await self._call(PEEK, key)
+                if isinstance(found, bytes):
+                    return unpack(found)
+                if found != 1:
+                    return None  # the lock is gone without an answer, or the store failed
+            return None
+        finally:
+            self.waiting -= 1
+
+    async def _call(self, script: str | None, key: str, *args: bytes | str | int) -> bytes | int | None:
+        """One command or script within the command timeout; None on a store error (a miss)."""
+        if not self.breaker.allow():
+            return None
+        client = self.connections.client(self.url)
         try:
             async with asyncio.timeout(self.guard_s):
-                await self.connections.client(self.url).set(KEY_PREFIX + key, pack(value),
-                                                            px=max(1, int(ttl_s * 1000)))
+                if script is None:
+                    result = await client.set(KEY_PREFIX + key, args[0], px=args[1])
+                else:
+                    # EVALSHA, loaded again by redis-py when a restarted Redis answers NOSCRIPT.
+                    run = self.scripts.get(script) or self.scripts.setdefault(script, client.register_script(script))
+                    result = await run(keys=(KEY_PREFIX + key, KEY_PREFIX + key + ":lock"), args=args)
         except STORE_ERRORS as exc:
             self._failed(exc)
-            return
+            return None
         self._succeeded()
+        return result
 
     async def close(self) -> None:
         """The connections belong to the app's ``RedisConnections``, closed after the plugins."""

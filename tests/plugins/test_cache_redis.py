@@ -163,8 +163,10 @@ async def misses_until_hit(http: Any, gw: Any, timeout_s: float = 5.0) -> list[s
     return outcomes
 
 
-async def test_store_errors_are_misses_within_a_bounded_time_and_hits_resume(gateway, http, redis_private):
-    config = make_config(cache={"enabled": True, "backend": "redis"},
+@pytest.mark.parametrize("lock_wait_s", [0, 5])  # with the lock: its scripts load again after a restart
+async def test_store_errors_are_misses_within_a_bounded_time_and_hits_resume(gateway, http, redis_private,
+                                                                            lock_wait_s):
+    config = make_config(cache={"enabled": True, "backend": "redis", "lock_wait_s": lock_wait_s},
                          redis={"url": redis_private.url, "timeout_s": 0.05, "pool_wait_s": 0.05})
     gw = await gateway(config)
     assert await x_cache(http, gw) == "MISS"
@@ -172,9 +174,10 @@ async def test_store_errors_are_misses_within_a_bounded_time_and_hits_resume(gat
     for outage, back in ((redis_private.pause, redis_private.resume), (redis_private.kill, redis_private.start)):
         outage()
         slowest = 0.0
-        for _ in range(8):  # the first few pay one timeout each, then the breaker skips Redis
+        for i in range(8):  # the first few pay one timeout each, then the breaker skips Redis
             started = time.perf_counter()
-            assert await x_cache(http, gw) == "MISS"  # x_cache asserts the 200
+            question = {**CHAT_BODY, "messages": [{"role": "user", "content": f"during the outage {i}"}]}
+            assert await x_cache(http, gw, question) == "MISS"  # x_cache asserts the 200
             slowest = max(slowest, time.perf_counter() - started)
         assert slowest < 0.5  # one per-command timeout (50 ms) plus a loaded machine, never a hang
         back()  # the same Redis again, or an empty one on the same port
@@ -257,3 +260,49 @@ async def test_an_unreachable_cache_redis_logs_once_without_its_password(gateway
     unreachable = [r for r in caplog.records if "store unreachable" in r.getMessage()]
     assert len(unreachable) == 1  # one line per transition, not per request
     assert "cache-pw-s3cret" not in caplog.text
+
+
+async def test_with_the_lock_identical_requests_across_processes_make_one_upstream_call(gateway, http, redis_server):
+    stub: StubUpstream = await start_stub()
+    try:
+        provider = stub_provider("slow", stub.url, "sk-up", ["hang"], timeouts={"first_byte_s": 10})
+        config = make_config(provider, cache={"enabled": True, "backend": "redis", "lock_wait_s": 10},
+                             redis={"url": redis_server.url, "timeout_s": 2})
+        gws = [await gateway(config) for _ in range(3)]  # three processes' worth of caches and flights
+        body = {"model": "hang", "messages": [{"role": "user", "content": "once for all"}]}
+        tasks = [asyncio.create_task(post(http, gw, body)) for gw in gws for _ in range(4)]
+        states = [gw.app[cache.CACHE] for gw in gws]
+
+        def all_waiting() -> bool:  # one upstream call; two leaders wait on the lock; 3 x 3 on flights
+            return (len(stub.keys_seen) == 1 and sum(s.backend.waiting for s in states) == 2
+                    and all(s.flights.following == 3 for s in states))
+
+        assert await eventually(all_waiting)
+        stub.release.set()
+        results = await asyncio.gather(*tasks)
+        assert [status for status, _, _ in results] == [200] * 12
+        assert len(stub.keys_seen) == 1
+        assert sorted(h["x-cache"] for _, h, _ in results) == ["HIT"] * 11 + ["MISS"]
+        # The answer stored and the lock released with it.
+        assert await eventually(lambda: redis_server.command("KEYS", KEY_PREFIX + "*:lock") == b"*0\r\n"
+                                and redis_server.command("DBSIZE") == b":1\r\n"
+                                and not any(s.backend.held for s in states))
+    finally:
+        await stub.close()
+
+
+async def test_a_lock_whose_answer_is_not_stored_is_released_at_once(gateway, http, redis_server):
+    stub: StubUpstream = await start_stub()
+    try:
+        provider = stub_provider("up", stub.url, "sk-up", ["status-500"])
+        config = make_config(provider, cache={"enabled": True, "backend": "redis", "lock_wait_s": 30},
+                             redis={"url": redis_server.url, "timeout_s": 2})
+        a, b = await gateway(config), await gateway(config)
+        body = {"model": "status-500", "messages": [{"role": "user", "content": "fails"}]}
+        assert (await post(http, a, body))[0] >= 500  # held the lock, got an error: nothing to store
+        assert await eventually(lambda: redis_server.command("DBSIZE") == b":0\r\n")  # lock released
+        started = time.perf_counter()
+        assert (await post(http, b, body))[0] >= 500
+        assert time.perf_counter() - started < 5  # not the 30 s a stale lock would cost
+    finally:
+        await stub.close()
