@@ -17,7 +17,8 @@ Entries live ``ttl_s``; an answer larger than ``max_entry_bytes`` (or ``max_byte
 Request ``Cache-Control: no-cache`` skips the lookup (the fresh answer is still stored);
 ``no-store`` skips both. The outcome is ``ctx.cache`` (``hit``, ``miss`` or ``bypass``) and the
 header ``x-cache: HIT|MISS`` (a bypass is a MISS). Identical non-stream requests that miss while
-one of them is upstream wait for its answer (``plugins.cache_flight``) and count as hits. Auth and
+one of them is upstream wait for its answer (``plugins.cache_flight``) and count as hits; with
+``lock_wait_s`` on the redis backend, so do those in other processes (a lock in Redis). Auth and
 rate limits run earlier in the request path, so a hit still needs a valid key and still counts as
 a request (but costs no tokens). With ``scope: shared`` (default) the cache is shared by all keys
 allowed to use a model; ``scope: key`` keeps each key's answers to itself.

@@ -10,6 +10,10 @@ value or None, ``set`` stores it for ``ttl_s`` seconds or drops it. A store erro
 failure: ``RedisStore.get`` answers None (a miss) and ``set`` drops the value, each within one
 per-command timeout (``redis.timeout_s``); after a few errors in a row a breaker stops calling
 Redis for a second at a time, so a dead Redis costs requests nothing until a probe finds it back.
+
+``claim`` is ``get`` for a request that will fetch the answer itself on a miss. With
+``lock_wait_s`` a ``RedisStore`` then takes a lock in the same round trip, or, when another process
+holds it, waits (bounded) for that process's answer; ``set`` and ``abandon`` release it.
 """
 
 from __future__ import annotations
