@@ -141,8 +141,7 @@ class InProcessLRU:
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
-    async def claim(self, key: str) -> bytes | None:
-        return await self.get(key)  # one process: the plugin's flights already coalesce
+    claim = get  # one process: the plugin's flights already coalesce identical requests
 
     async def abandon(self, key: str) -> None:
         return None
