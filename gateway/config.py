@@ -198,6 +198,11 @@ class GatewayConfig(Strict):
         found += [k.key.get_secret_value() for k in self.auth.keys]
         if self.redis is not None and (password := urlsplit(self.redis.url).password):
             found.append(password)
+        # A plugin's own Redis (e.g. cache.redis_url) may carry a password too.
+        for section in self.sections.values():
+            url = getattr(section, "redis_url", None)
+            if isinstance(url, str) and (password := urlsplit(url).password):
+                found.append(password)
         return [s for s in found if s and not s.startswith("sha256:")]
 
 

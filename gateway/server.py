@@ -8,9 +8,11 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,15 @@ from gateway.app import build_app
 from gateway.connections import make_runner
 from gateway.keys import RELOADER
 from gateway.loader import Loaded, load
+from gateway.multiproc_metrics import shared_metrics_dir, worker_gone
 from gateway.pid_file import PidFile
 
 log = logging.getLogger("llm_gateway.server")
 # SIGHUP re-reads the config file (gateway.reload); Windows has none.
 RELOAD_SIGNAL: signal.Signals | None = getattr(signal, "SIGHUP", None)
+# A dead worker is replaced, at most this many times in this window.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
 
 
 def ignore_reload_signal() -> None:
@@ -116,38 +122,88 @@ def serve(
         return _supervise(n, config_path, host, port)
 
 
-def _supervise(n: int, config_path: str | None, host: str | None, port: int | None) -> int:
-    """Start N worker processes on one port and pass SIGTERM/SIGINT on to them."""
-    ctx = multiprocessing.get_context("spawn")
-    path = str(Path(config_path).resolve()) if config_path else None
-    procs = [ctx.Process(target=run_worker, args=(path, host, port, True), name=f"llm-gateway-{i}")
-             for i in range(n)]
-    stopping = False
+class Workers:
+    """N worker processes on one port: started, replaced when one dies (at most ``MAX_RESTARTS``
+    in ``RESTART_WINDOW_S``, so a worker that cannot start does not loop), and stopped together."""
 
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs:
+    def __init__(self, args: tuple[Any, ...], metrics_dir: str) -> None:
+        self.ctx = multiprocessing.get_context("spawn")
+        self.args = args
+        self.metrics_dir = metrics_dir
+        self.stopping = False
+        self.procs: list[Any] = []
+        self.restarts: list[float] = []
+        self.reaped: set[int] = set()
+
+    def start(self, n: int) -> None:
+        for i in range(n):
+            self.procs.append(self.spawn(i))
+
+    def spawn(self, i: int) -> Any:
+        p = self.ctx.Process(target=run_worker, args=self.args, name=f"llm-gateway-{i}")
+        # An ignored signal stays ignored across exec: a reload passed on while a replacement
+        # worker is still starting must not kill it (its own handler comes once it listens).
+        previous = signal.signal(RELOAD_SIGNAL, signal.SIG_IGN) if RELOAD_SIGNAL is not None else None
+        try:
+            p.start()
+        finally:
+            if RELOAD_SIGNAL is not None:
+                signal.signal(RELOAD_SIGNAL, previous)
+        if self.stopping:  # the signal came while this one was starting
+            p.terminate()
+        return p
+
+    def stop(self, signum: int, _frame: Any) -> None:
+        self.stopping = True
+        for p in self.procs:
             if p.is_alive() and p.pid is not None:
                 p.terminate()
 
-    def forward_reload(signum: int, _frame: Any) -> None:
-        for p in procs:
+    def forward_reload(self, signum: int, _frame: Any) -> None:
+        for p in self.procs:
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signum)
 
-    # Installed before the workers start, so an early SIGTERM still reaches all of them.
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.start()  # SIGHUP is ignored here until all started, and so in each worker until it listens
-    if RELOAD_SIGNAL is not None:
-        signal.signal(RELOAD_SIGNAL, forward_reload)
-    for p in procs:
-        p.join()
+    def run(self) -> None:
+        """Until every worker has exited."""
+        while live := [p.sentinel for p in self.procs if p.exitcode is None]:
+            multiprocessing.connection.wait(live, timeout=1.0)
+            for i, p in enumerate(self.procs):
+                if p.exitcode is not None and p.pid not in self.reaped:
+                    self.reap(i, p)
+
+    def reap(self, i: int, p: Any) -> None:
+        self.reaped.add(p.pid)
+        worker_gone(p.pid, self.metrics_dir)
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S]
+        if self.stopping:
+            return
+        if len(self.restarts) >= MAX_RESTARTS:
+            log.error("worker %s (pid %s) exited with %s; not restarted (%d restarts in %.0fs)",
+                      p.name, p.pid, p.exitcode, MAX_RESTARTS, RESTART_WINDOW_S)
+            return
+        log.warning("worker %s (pid %s) exited with %s: starting another", p.name, p.pid, p.exitcode)
+        self.restarts.append(now)
+        self.procs[i] = self.spawn(i)
+
+
+def _supervise(n: int, config_path: str | None, host: str | None, port: int | None) -> int:
+    """Start N worker processes on one port and pass SIGTERM/SIGINT on to them. The workers share
+    a metrics directory, so any of them answers ``/metrics`` for all."""
+    path = str(Path(config_path).resolve()) if config_path else None
+    with shared_metrics_dir() as metrics_dir:
+        workers = Workers((path, host, port, True), metrics_dir)
+        # Installed before the workers start, so an early SIGTERM still reaches all of them.
+        signal.signal(signal.SIGTERM, workers.stop)
+        signal.signal(signal.SIGINT, workers.stop)
+        workers.start(n)  # SIGHUP is ignored here until all started, and so in each worker until it listens
+        if RELOAD_SIGNAL is not None:
+            signal.signal(RELOAD_SIGNAL, workers.forward_reload)
+        workers.run()
     # A worker stopped by the forwarded SIGTERM before its own handler was installed is a clean stop.
-    clean = {0, -signal.SIGTERM} if stopping else {0}
-    return 0 if all(p.exitcode in clean for p in procs) else 1
+    clean = {0, -signal.SIGTERM} if workers.stopping else {0}
+    return 0 if all(p.exitcode in clean for p in workers.procs) else 1
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -1,39 +1,50 @@
 """An opt-in response cache for chat, completions and embeddings.
 
 ``cache: {enabled: true, ttl_s: 300, max_entries: 10000, max_bytes: 67108864}``. Off by default.
+``backend: memory`` (default) keeps answers in this process; ``backend: redis`` keeps them in Redis
+(the top-level ``redis:`` section, or ``redis_url`` for a separate instance with its own eviction
+policy), shared by every worker and replica. Both behave alike (see ``plugins.cache_store``).
 
-Key: SHA-256 over the operation, the first target's provider and upstream model, and the request
-body serialised canonically (orjson, sorted keys) without ``stream``, ``stream_options`` and
-``user``. Only complete non-stream answers are stored (``gateway_response``, after the other
-plugins edited it), and only when every choice finished with ``stop``, ``length`` or
-``tool_calls``; errors never reach that hook. A stored answer also serves a streaming request: the
-core replays it as SSE chunks ending with ``[DONE]``. Entries live ``ttl_s``; the in-process store
-is an LRU bounded by entry count and by bytes.
+Key: SHA-256 over the operation, the first target's provider and upstream model, with
+``scope: key`` the client key's name, and the request body serialised canonically (orjson, sorted
+keys) without ``stream``, ``stream_options`` and ``user``. Only complete non-stream answers are
+stored, and only when every choice finished with ``stop``, ``length`` or ``tool_calls``; errors
+never reach that hook. The answer is taken in ``gateway_response`` (after the other plugins edited
+it) and stored in ``gateway_request_finished``, after the client has its last byte. A stored
+answer also serves a streaming request: the core replays it as SSE chunks ending with ``[DONE]``.
+Entries live ``ttl_s``; an answer larger than ``max_entry_bytes`` (or ``max_bytes``) is not stored.
 
 Request ``Cache-Control: no-cache`` skips the lookup (the fresh answer is still stored);
 ``no-store`` skips both. The outcome is ``ctx.cache`` (``hit``, ``miss`` or ``bypass``) and the
-header ``x-cache: HIT|MISS`` (a bypass is a MISS). Auth and rate limits run earlier in the
-request path, so a hit still needs a valid key and still counts as a request; the cache is shared
-by all keys allowed to use a model.
+header ``x-cache: HIT|MISS`` (a bypass is a MISS). Identical non-stream requests that miss while
+one of them is upstream wait for its answer (``plugins.cache_flight``) and count as hits; with
+``lock_wait_s`` on the redis backend, so do those in other processes (a lock in Redis). Auth and
+rate limits run earlier in the request path, so a hit still needs a valid key and still counts as
+a request (but costs no tokens). With ``scope: shared`` (default) the cache is shared by all keys
+allowed to use a model; ``scope: key`` keeps each key's answers to itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 
-from gateway import RequestContext, ShortCircuit, StashKey, hookimpl
-from gateway.config import GatewayConfig
+from gateway import Outcome, RequestContext, ShortCircuit, StashKey, hookimpl
+from gateway.config import GatewayConfig, check_redis_url
+from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
+from plugins.cache_flight import Flights
+from plugins.cache_store import CacheBackend, InProcessLRU, RedisStore
+
+__all__ = ["CacheBackend", "InProcessLRU", "RedisStore"]
 
 CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
 CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
@@ -45,96 +56,51 @@ class CacheSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
+    backend: Literal["memory", "redis"] = "memory"
+    # A separate Redis for answers (its own maxmemory and eviction); default: the redis section's.
+    redis_url: str | None = None
+    # shared: one answer for every key allowed to use the model; key: each client key its own.
+    scope: Literal["shared", "key"] = "shared"
     ttl_s: PositiveFloat = 300.0
-    max_entries: PositiveInt = 10_000
+    max_entries: PositiveInt = 10_000  # memory backend only: Redis evicts by its maxmemory-policy
     max_bytes: PositiveInt = Field(64 * 1024 * 1024)
+    # One answer larger than this (serialised, before compression) is not stored.
+    max_entry_bytes: PositiveInt | None = None
+    # redis backend: a request that misses while another process fetches the same answer waits
+    # up to this long for it (a lock in Redis) instead of calling upstream too. 0: no lock.
+    lock_wait_s: NonNegativeFloat = 0.0
 
-
-class CacheBackend(Protocol):
-    """Where answers are kept. A shared store (Redis: ``SET key value PX ttl`` with an LRU
-    ``maxmemory-policy``) implements the same three calls."""
-
-    async def get(self, key: str) -> bytes | None:
-        """The stored value, or None when absent or expired."""
-
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        """Store (or replace) a value for ``ttl_s`` seconds; a backend may drop it at any time."""
-
-    async def close(self) -> None:
-        """Release connections; called once at shutdown."""
-
-
-@dataclass(slots=True)
-class Entry:
-    value: bytes
-    expires_at: float
-    size: int
-
-
-class InProcessLRU:
-    """An LRU in this process's memory, bounded by entry count and by bytes (key + value).
-
-    ``clock`` is a monotonic time source (seconds); tests replace it to expire entries.
-    """
-
-    def __init__(self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.clock = clock
-        self.bytes = 0
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._entries
-
-    async def get(self, key: str) -> bytes | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry.expires_at <= self.clock():
-            self._drop(key)
-            return None
-        self._entries.move_to_end(key)
-        return entry.value
-
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        size = len(key) + len(value)
-        if size > self.max_bytes:
-            return  # would evict everything else and still not fit
-        if key in self._entries:
-            self._drop(key)
-        self._entries[key] = Entry(value, self.clock() + ttl_s, size)
-        self.bytes += size
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            self._drop(next(iter(self._entries)))
-
-    async def close(self) -> None:
-        self._entries.clear()
-        self.bytes = 0
-
-    def _drop(self, key: str) -> None:
-        self.bytes -= self._entries.pop(key).size
+    @field_validator("redis_url")
+    @classmethod
+    def _parses(cls, v: str | None) -> str | None:
+        return None if v is None else check_redis_url(v)
 
 
 @dataclass(frozen=True, slots=True)
 class CacheState:
     backend: CacheBackend
     ttl_s: float
+    per_key: bool = False
+    max_entry_bytes: int | None = None
+    flights: Flights = field(default_factory=Flights)
+    # Stores to a remote backend under way, awaited at shutdown.
+    storing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A request that missed (or bypassed) the cache: where to store its answer, if at all."""
+    """A request that missed (or bypassed) the cache: where to store its answer, if at all, and
+    whether it leads a flight that identical requests wait for."""
 
     key: str
     store: bool
+    leads: bool = False
 
 
 CACHE: web.AppKey[CacheState] = web.AppKey("llm_gateway.cache")
 PENDING: StashKey[Pending] = StashKey("cache.pending")
+# The serialised answer to store once the client has it.
+TO_STORE: StashKey[bytes] = StashKey("cache.to_store")
 
 
 def cache_control(ctx: RequestContext) -> set[str]:
@@ -142,7 +108,7 @@ def cache_control(ctx: RequestContext) -> set[str]:
     return {d.strip().lower() for d in value.split(",") if d.strip()}
 
 
-def cache_key(ctx: RequestContext) -> str | None:
+def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
     assert ctx.op is not None
     target = ctx.targets[0]
     body = {k: v for k, v in ctx.body.items() if k not in IGNORED_FIELDS}
@@ -151,6 +117,8 @@ def cache_key(ctx: RequestContext) -> str | None:
     except TypeError:  # a plugin put something non-JSON in the body: do not cache
         return None
     digest = hashlib.sha256(f"{ctx.op.name}\0{target.provider.name}\0{target.model}\0".encode())
+    if per_key and ctx.principal is not None:
+        digest.update(f"key\0{ctx.principal.name}\0".encode())
     digest.update(canonical)
     return digest.hexdigest()
 
@@ -171,9 +139,24 @@ def mark(ctx: RequestContext, outcome: str) -> None:
     ctx.response_headers["x-cache"] = "HIT" if outcome == "hit" else "MISS"
 
 
+def make_backend(settings: CacheSettings, app: web.Application) -> CacheBackend:
+    if settings.backend == "redis":
+        # gateway_check_config refused a redis backend without a redis section at load time.
+        return RedisStore(app[REDIS], settings.redis_url, settings.max_bytes, lock_wait_s=settings.lock_wait_s)
+    return InProcessLRU(settings.max_entries, settings.max_bytes)
+
+
 @hookimpl
 def gateway_config_sections() -> dict[str, type[BaseModel]]:
     return {"cache": CacheSettings}
+
+
+@hookimpl
+def gateway_check_config(config: GatewayConfig) -> list[tuple[str, str]]:
+    settings: CacheSettings | None = config.section("cache")
+    if settings is not None and settings.backend == "redis" and config.redis is None:
+        return [("cache.backend", "'redis' needs a top-level 'redis' section (its url, timeouts and pool)")]
+    return []
 
 
 @hookimpl
@@ -183,8 +166,8 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
         stand_down(app, sys.modules[__name__])  # cache off: nothing on the request path
         return
     # Kept over a configuration reload (entries and all) when the cache settings did not change.
-    app[CACHE] = carry_over(app, CACHE, (settings, config.redis),
-                            lambda: CacheState(InProcessLRU(settings.max_entries, settings.max_bytes), settings.ttl_s))
+    app[CACHE] = carry_over(app, CACHE, (settings, config.redis), lambda: CacheState(
+        make_backend(settings, app), settings.ttl_s, settings.scope == "key", settings.max_entry_bytes))
 
 
 @hookimpl
@@ -192,16 +175,31 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
     state = ctx.app.get(CACHE)
     if state is None or ctx.op is None or ctx.op.name not in CACHEABLE_OPS or not ctx.targets:
         return None
-    key = cache_key(ctx)
+    key = cache_key(ctx, state.per_key)
     if key is None:
         return None
     directives = cache_control(ctx)
-    ctx[PENDING] = Pending(key, store="no-store" not in directives)
     if "no-cache" in directives or "no-store" in directives:
+        store = "no-store" not in directives
+        # A fresh answer to store leads a flight if none is out: identical requests that miss
+        # until it is stored are served it, in order, rather than calling upstream again.
+        ctx[PENDING] = Pending(key, store, leads=store and not ctx.stream and state.flights.lead(key))
         mark(ctx, "bypass")
         return None
-    raw = await state.backend.get(key)
+    if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
+        raw = await state.backend.get(key)
+    elif state.flights.lead(key):
+        raw = await state.backend.claim(key)
+        if raw is None:
+            ctx[PENDING] = Pending(key, store=True, leads=True)
+            mark(ctx, "miss")
+            return None
+        state.flights.land(key, raw)  # a hit: identical requests that came meanwhile share it
+        state.flights.end(key)
+    else:
+        raw = await state.flights.follow(key)
     if raw is None:
+        ctx[PENDING] = Pending(key, store=True)
         mark(ctx, "miss")
         return None
     mark(ctx, "hit")
@@ -217,12 +215,54 @@ async def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> Non
     if pending is None or not pending.store or ctx.stream or not cacheable(response):
         return
     state = ctx.app[CACHE]
-    entry = {"provider": ctx.provider, "response": response}
-    await state.backend.set(pending.key, orjson.dumps(entry), state.ttl_s)
+    value = orjson.dumps({"provider": ctx.provider, "response": response})
+    if state.max_entry_bytes is not None and len(value) > state.max_entry_bytes:
+        return
+    ctx[TO_STORE] = value
+    if pending.leads:
+        state.flights.land(pending.key, value)  # the followers answer now, with the leader
+
+
+@hookimpl(trylast=True)
+def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Any:
+    """After the client has its last byte. A remote store runs as a task of its own, so its round
+    trip delays neither the other plugins' bookkeeping nor the next request on this connection;
+    until it is done the flight hands identical requests the answer."""
+    pending = ctx.get(PENDING)
+    if pending is None:
+        return None
+    state = ctx.app[CACHE]
+    value = ctx.get(TO_STORE)
+    if value is None:
+        if pending.leads:
+            state.flights.end(pending.key)
+            if state.backend.remote:
+                in_background(state, state.backend.abandon(pending.key))
+        return None
+    if not state.backend.remote:
+        return store(state, pending, value)  # in memory: done before the handler returns
+    in_background(state, store(state, pending, value))
+    return None
+
+
+def in_background(state: CacheState, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    state.storing.add(task)
+    task.add_done_callback(state.storing.discard)
+
+
+async def store(state: CacheState, pending: Pending, value: bytes) -> None:
+    try:
+        await state.backend.set(pending.key, value, state.ttl_s)
+    finally:
+        if pending.leads:
+            state.flights.end(pending.key)
 
 
 @hookimpl
 async def gateway_shutdown(app: web.Application) -> None:
     state = app.get(CACHE)
     if state is not None:
+        if state.storing:  # each bounded by the store's command timeout
+            await asyncio.gather(*state.storing, return_exceptions=True)
         await state.backend.close()

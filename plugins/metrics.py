@@ -33,10 +33,16 @@ most once per request), -1 in ``gateway_request_finished`` (which always runs, a
 disconnect), keyed by a stash entry so the gauge only ever goes down for a stream it counted; the
 count is a plain integer the gauge reads when collected. Collection must happen on the event
 loop's thread (the ``/metrics`` handler does), not from another thread.
+
+With ``--workers N`` the workers share their values and any of them answers a scrape with the sum
+over all (``plugins.metrics_shared``): the pending counts and the open-stream counts are then
+also written to the shared files every 0.5 s, not only when collected. One process (no
+``PROMETHEUS_MULTIPROC_DIR``) keeps its own registry as described above.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any
@@ -50,6 +56,7 @@ from gateway.config import GatewayConfig
 from gateway.keys import RELOADER
 from gateway.plugin_manager import carry_over
 from gateway.transport import Attempt
+from plugins.metrics_shared import PeriodicFlush, scrape_all_workers, shared_values
 
 NONE, OTHER = "none", "other"
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -153,8 +160,11 @@ class GatewayMetrics:
     def __init__(self, config: GatewayConfig, reloads: Mapping[str, int] | None = None) -> None:
         self.registry = r = CollectorRegistry()
         r.register(FlushFirst(self))
-        if reloads is not None:
-            r.register(ReloadCounts(reloads))
+        # Reloads are the same in every worker (each re-reads the file): not summed, but this
+        # process's own counts, added to a --workers scrape (see process_only).
+        self.reloads = ReloadCounts(reloads) if reloads is not None else None
+        if self.reloads is not None:
+            r.register(self.reloads)
         self.error_types = error_types()
         self.requests = Coalesced(Counter(
             "llm_gateway_requests_total", "Requests handled, by final HTTP status.",
@@ -171,8 +181,10 @@ class GatewayMetrics:
         self.upstream_errors = Children(Counter(
             "llm_gateway_upstream_errors_total", "Failed upstream attempts (retries included) and mid-stream errors.",
             ("provider", "type"), registry=r))
+        # livesum: with several workers, the sum over those alive.
         self.streams = Children(Gauge(
-            "llm_gateway_streams_in_flight", "Streams being relayed from upstream now.", ("provider",), registry=r))
+            "llm_gateway_streams_in_flight", "Streams being relayed from upstream now.", ("provider",), registry=r,
+            multiprocess_mode="livesum"))
         self.rate_limited = Children(Counter(
             "llm_gateway_rate_limited_total", "Requests answered 429, by the gateway's limits or the vendor's.",
             ("scope",), registry=r))
@@ -183,6 +195,9 @@ class GatewayMetrics:
             "Requests sent to a provider with an open circuit because every target of their route was open.",
             ("provider",), registry=r))
         self.open_streams: dict[str, int] = {}
+        # Values in files shared with the other workers: flushed on a timer, not only on collect.
+        self.shared = shared_values()
+        self.flusher = PeriodicFlush(self.flush) if self.shared else None
         self.bound(config)
 
     def bound(self, config: GatewayConfig) -> None:
@@ -192,10 +207,21 @@ class GatewayMetrics:
         for name in self.providers - self.open_streams.keys():
             self.track_streams(name)  # 0 from the start, not missing until the first stream
 
+    def process_only(self) -> bytes:
+        """The exposition of values kept in this process only (not in the shared files)."""
+        if self.reloads is None:
+            return b""
+        registry = CollectorRegistry()
+        registry.register(self.reloads)
+        return generate_latest(registry)
+
     def track_streams(self, label: str) -> None:
         """Give ``label`` a gauge series that reads its count of open streams when collected."""
         self.open_streams[label] = 0
-        self.streams[(label,)].set_function(partial(self.open_streams.__getitem__, label))
+        if self.shared:
+            self.streams[(label,)].set(0)  # written with every flush
+        else:
+            self.streams[(label,)].set_function(partial(self.open_streams.__getitem__, label))
 
     def stream_opened(self, label: str) -> None:
         if label not in self.open_streams:
@@ -208,6 +234,9 @@ class GatewayMetrics:
     def flush(self) -> None:
         for counter in (self.requests, self.tokens, self.cache):
             counter.flush()
+        if self.shared:
+            for label, count in self.open_streams.items():
+                self.streams[(label,)].set(count)
 
     def provider(self, name: str | None) -> str:
         if name is None:
@@ -248,7 +277,12 @@ METRICS: web.AppKey[GatewayMetrics] = web.AppKey("llm_gateway.metrics")
 async def scrape(request: web.Request) -> web.Response:
     live = request.app.get(RELOADER)  # the current configuration's metrics (see docs/reload.md)
     metrics = (live.current.app.get(METRICS) if live and live.current.app else None) or request.app[METRICS]
-    body = generate_latest(metrics.registry)
+    if metrics.shared:
+        metrics.flush()  # this worker's counts are current; the others' at most a flush interval late
+        body = await asyncio.get_running_loop().run_in_executor(None, scrape_all_workers)
+        body += metrics.process_only()
+    else:
+        body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -262,6 +296,20 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     metrics.bound(config)
     app[METRICS] = metrics
     app.router.add_get("/metrics", scrape)  # a reload's app is never served: start-up's route stays
+
+
+@hookimpl
+def gateway_startup(app: web.Application) -> None:
+    metrics = app.get(METRICS)
+    if metrics is not None and metrics.flusher is not None:
+        metrics.flusher.start()
+
+
+@hookimpl
+async def gateway_shutdown(app: web.Application) -> None:
+    metrics = app.get(METRICS)
+    if metrics is not None and metrics.flusher is not None:
+        await metrics.flusher.stop()
 
 
 @hookimpl
