@@ -9,6 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from gateway.context import RequestContext
+from gateway.dialect import Dialect, load_dialects
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.handler import authenticate, handle, request_id
 from gateway.health import HealthChecker
@@ -30,12 +31,16 @@ def build_app(loaded: Loaded) -> web.Application:
     app[GATEWAY] = gw
     if gw.redis is not None:
         app[REDIS] = gw.redis
-    for op in OPERATIONS:
+    dialects = load_dialects()
+    for op in (*OPERATIONS, *(op for d in dialects for op in d.operations())):
         resource = app.router.add_resource(op.path)
         # The run-time object bound here, not looked up through request.app per request.
         resource.add_route("POST", partial(handle, gw=gw, op=op))
         resource.add_route("*", method_not_allowed)
-    app.router.add_get("/v1/models", list_models)
+    for dialect in dialects:
+        for method, path, route in dialect.routes(gw):
+            app.router.add_route(method, path, route)
+    app.router.add_get("/v1/models", partial(list_models, dialects=tuple(dialects)))
     app.router.add_get("/health", liveness)
     app.router.add_get("/health/ready", readiness)
     app.router.add_get("/health/providers", provider_health)
@@ -65,14 +70,19 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
             await gw.redis.close()
 
 
-async def list_models(request: web.Request) -> web.Response:
+async def list_models(request: web.Request, dialects: tuple[Dialect, ...] = ()) -> web.Response:
     gw = request.app[GATEWAY]
     ctx = RequestContext(request, None, request_id(request))
     try:
         await authenticate(gw, ctx)
     except GatewayError as exc:
         return error_response(gw.scrubber.scrub_error(exc))
-    return json_response(await gw.models.listing(), {"x-request-id": ctx.request_id})
+    listing = await gw.models.listing()
+    for dialect in dialects:  # a dialect's client gets the list in its dialect's shape
+        shaped = dialect.models_listing(request, listing)
+        if shaped is not None:
+            return json_response(shaped, {"x-request-id": ctx.request_id})
+    return json_response(listing, {"x-request-id": ctx.request_id})
 
 
 async def liveness(request: web.Request) -> web.Response:
