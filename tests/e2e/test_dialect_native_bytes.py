@@ -127,11 +127,13 @@ async def test_native_relay_rewrites_only_the_model(gw, upstream, http):
 
 
 async def test_native_usage_is_read_for_metrics(gw, upstream, http):
-    async with http.post(gw.url + "/v1/messages", data=BODY % b"true", headers={"anthropic-version": "2023-06-01"}):
-        pass
+    async with http.post(gw.url + "/v1/messages", data=BODY % b"true", headers={"anthropic-version": "2023-06-01"}) as r:
+        await r.read()
     async with http.get(gw.url + "/metrics") as resp:
         text = await resp.text()
     assert 'operation="messages"' in text
+    assert 'llm_gateway_tokens_total{kind="prompt",model="claude-x",provider="claude"} 11.0' in text
+    assert 'llm_gateway_tokens_total{kind="completion",model="claude-x",provider="claude"} 2.0' in text
 
 
 async def test_native_with_the_sdk_and_count_tokens(gw, upstream):
