@@ -127,8 +127,9 @@ async def test_native_relay_rewrites_only_the_model(gw, upstream, http):
 
 
 async def test_native_usage_is_read_for_metrics(gw, upstream, http):
-    async with http.post(gw.url + "/v1/messages", data=BODY % b"true", headers={"anthropic-version": "2023-06-01"}) as r:
-        await r.read()
+    headers = {"anthropic-version": "2023-06-01"}
+    async with http.post(gw.url + "/v1/messages", data=BODY % b"true", headers=headers) as resp:
+        await resp.read()
     async with http.get(gw.url + "/metrics") as resp:
         text = await resp.text()
     assert 'operation="messages"' in text
