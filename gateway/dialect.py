@@ -24,7 +24,7 @@ from aiohttp import web
 
 from gateway.adapter import Chunk, StreamTranslator, UpstreamRequest, encode_chunks
 from gateway.errors import GatewayError
-from gateway.relay import DONE, error_event, error_response
+from gateway.relay import DONE, PING, error_event, error_response
 
 if TYPE_CHECKING:
     from gateway.context import RequestContext
@@ -40,6 +40,9 @@ RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class StreamEncoder:
     """Canonical chunk batches → the bytes a streaming client gets. This default is Chat
     Completions' own framing (``data: {chunk}``, ``data: [DONE]``, an error event)."""
+
+    #: written when a stream has been quiet for ``server.sse_ping_interval_s``.
+    ping: bytes = PING
 
     def encode(self, batch: list[Chunk] | bytes) -> bytes:
         """One batch's bytes, written at once (nothing may be held back)."""

@@ -199,7 +199,7 @@ async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, o
         return json_response(short.body, response_headers(ctx))
     include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
     encoder = encoder_for(ctx)
-    resp = new_sse_response(gw, ctx)
+    resp = new_sse_response(gw, ctx, encoder)
     try:
         await resp.prepare(ctx.request)
         ctx.first_chunk_at = time.perf_counter()
@@ -217,18 +217,18 @@ def encoder_for(ctx: RequestContext) -> StreamEncoder:
     return op.dialect.stream_encoder(op, ctx) if op is not None and op.dialect is not None else CHAT_STREAM
 
 
-def new_sse_response(gw: Gateway, ctx: RequestContext) -> SSEResponse:
-    return SSEResponse(response_headers(ctx), ping_interval=gw.config.server.sse_ping_interval_s)
+def new_sse_response(gw: Gateway, ctx: RequestContext, encoder: StreamEncoder = CHAT_STREAM) -> SSEResponse:
+    return SSEResponse(response_headers(ctx), ping_interval=gw.config.server.sse_ping_interval_s, ping=encoder.ping)
 
 
 async def stream(
     gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, wrappers: list[Any], outcome: Outcome
 ) -> web.StreamResponse:
     """Relay chunks as they arrive. Past this point errors become one SSE error event."""
-    resp = new_sse_response(gw, ctx)
+    encoder = encoder_for(ctx)
+    resp = new_sse_response(gw, ctx, encoder)
     chunks = upstream.rest
     tail: list[bytes] = []
-    encoder = encoder_for(ctx)
     encode = encode_chunks if encoder is CHAT_STREAM else encoder.encode  # chat: no call layer
     try:
         await resp.prepare(ctx.request)

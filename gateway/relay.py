@@ -66,9 +66,10 @@ class SSEResponse(EventSourceResponse):
 
     _send_headers_immediately = False
 
-    def __init__(self, headers: Mapping[str, str], *, ping_interval: float) -> None:
+    def __init__(self, headers: Mapping[str, str], *, ping_interval: float, ping: bytes = PING) -> None:
         super().__init__(headers=headers, sep="\n", allow_all_methods=True, send_timeout=None,
                          ping_interval=ping_interval)
+        self._ping_bytes = ping  # the stream's own keep-alive (a comment, or a dialect's ping event)
         self._timer: asyncio.TimerHandle | None = None
         self._sent_at_tick = 0
 
@@ -91,7 +92,7 @@ class SSEResponse(EventSourceResponse):
 
     async def _ping_once(self) -> None:
         try:
-            await self.write(PING)
+            await self.write(self._ping_bytes)
         except (ConnectionResetError, RuntimeError):  # gone, or the stream already ended
             self.stop_pinging()
             return

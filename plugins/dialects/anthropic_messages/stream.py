@@ -23,6 +23,8 @@ def event(kind: str, payload: dict[str, Any]) -> bytes:
 
 
 class MessagesEncoder(StreamEncoder):
+    ping = event("ping", {})  # Anthropic's own keep-alive event, as its API sends while waiting
+
     def __init__(self, model: str | None, *, thinking: bool) -> None:
         self.model = model
         self.thinking = thinking  # reasoning text is sent as thinking only when it was asked for

@@ -1,0 +1,67 @@
+"""The gateway's plugins apply to the dialect endpoints as to chat: client keys (``x-api-key`` or
+Bearer), rate limits, the response cache, keep-alive pings; errors in each dialect's envelope."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import MOCK_PROVIDER, make_config
+from tests.emulators.fixtures import parse_sse
+
+KEY = "gw-client-key-1"
+ASK = {"model": "mock-1", "max_tokens": 20, "messages": [{"role": "user", "content": "one two"}]}
+
+
+@pytest.mark.parametrize("header", ["x-api-key", "authorization"])
+async def test_client_key_in_either_header(gateway, http, header):
+    gw = await gateway(make_config(auth={"keys": [{"name": "a", "key": KEY}]}))
+    value = KEY if header == "x-api-key" else f"Bearer {KEY}"
+    async with http.post(gw.url + "/v1/messages", json=ASK, headers={header: value}) as resp:
+        assert resp.status == 200 and (await resp.json())["type"] == "message"
+    async with http.post(gw.url + "/v1/messages", json=ASK, headers={header: "wrong"}) as resp:
+        body = await resp.json()
+    assert resp.status == 401 and body["type"] == "error" and body["error"]["type"] == "authentication_error"
+    assert "wrong" not in str(body)
+
+
+async def test_sdks_map_auth_failures_to_their_classes(gateway):
+    gw = await gateway(make_config(auth={"keys": [{"name": "a", "key": KEY}]}))
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key="bad", max_retries=0) as client:
+        with pytest.raises(anthropic.AuthenticationError):
+            await client.messages.create(**ASK)
+    async with openai.AsyncOpenAI(base_url=gw.v1, api_key="bad", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.responses.create(model="mock-1", input="x")
+
+
+async def test_rate_limit_answers_in_the_dialect_envelope(gateway):
+    gw = await gateway(make_config(rate_limit={"requests_per_minute": 1}))
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key="k", max_retries=0) as client:
+        await client.messages.create(**ASK)
+        with pytest.raises(anthropic.RateLimitError) as err:
+            await client.messages.create(**ASK)
+    assert err.value.body["error"]["type"] == "rate_limit_error"
+    assert int(err.value.response.headers["retry-after"]) >= 1
+
+
+async def test_cache_serves_a_repeated_message_in_anthropic_shape(gateway, http):
+    gw = await gateway(make_config(cache={"enabled": True}))
+    async with http.post(gw.url + "/v1/messages", json=ASK) as first:
+        assert first.headers["x-cache"] == "MISS"
+        one = await first.json()
+    async with http.post(gw.url + "/v1/messages", json=ASK) as second:
+        assert second.headers["x-cache"] == "HIT"
+        two = await second.json()
+    assert two["type"] == "message" and two["content"] == one["content"]
+
+
+async def test_slow_stream_gets_anthropic_ping_events(gateway, http):
+    slow = {**MOCK_PROVIDER, "options": {"reply": "echo", "chunk_delay_s": 0.3}}
+    gw = await gateway(make_config(slow, server={"sse_ping_interval_s": 0.1}))
+    async with http.post(gw.url + "/v1/messages", json={**ASK, "stream": True}) as resp:
+        events = parse_sse(await resp.text(), comments=True)
+    names = [name for name, _ in events]
+    assert "ping" in names and "comment" not in names
+    assert names[0] == "message_start" and names[-1] == "message_stop"
