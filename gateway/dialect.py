@@ -125,6 +125,11 @@ class Dialect:
         return None
 
 
+def installed_dialects() -> set[str]:
+    """The names of the installed dialects (nothing is imported)."""
+    return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def load_dialects() -> list[Dialect]:
     """Every installed dialect, one instance each, in entry-point name order."""
     out: list[Dialect] = []
