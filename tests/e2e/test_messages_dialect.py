@@ -193,3 +193,16 @@ async def test_models_list_in_anthropic_shape(stack):
     page = await client.models.list()
     ids = [m.id for m in page.data]
     assert "mock/mock-1" in ids and all(m.type == "model" for m in page.data)
+
+
+async def test_untranslatable_blocks_are_refused_translated_but_relayed_natively(stack):
+    _, emus, client = stack
+    block = {"type": "search_result", "source": "https://example.com/r", "title": "Result",
+             "content": [{"type": "text", "text": "the answer is 42"}]}
+    messages = [{"role": "user", "content": [block, {"type": "text", "text": "summarise this"}]}]
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await client.messages.create(model="oai/gpt-4o-mini", max_tokens=10, messages=messages)
+    assert "messages[0].content[0].type" in err.value.body["error"]["message"]
+    msg = await client.messages.create(model=f"claude/{CLAUDE}", max_tokens=50, messages=messages)
+    assert msg.stop_reason == "end_turn"
+    assert emus["anthropic"].state.last_request.json["messages"][0]["content"][0] == block

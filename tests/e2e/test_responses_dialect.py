@@ -138,3 +138,11 @@ async def test_errors_and_mid_stream_failure(stack):
         async for event in stream:
             seen.append(event.type)
     assert seen[-1] == "response.failed"
+
+
+async def test_uploaded_file_ids_are_refused_when_translated(stack):
+    _, _, client = stack
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.responses.create(model="oai/gpt-4o-mini", input=[{"role": "user", "content": [
+            {"type": "input_file", "file_id": "file-123"}, {"type": "input_text", "text": "read it"}]}])
+    assert err.value.param == "input[0].content[0]"

@@ -45,8 +45,10 @@ def to_chat(body: dict[str, Any]) -> tuple[dict[str, Any], InvalidRequestError |
         if body.get(key):
             refusal = refusal or bad("needs a provider that serves the Messages API natively", key)
     messages = system_messages(body.get("system"), "system")
+    refusals: list[InvalidRequestError] = []
     for i, msg in enumerate(body["messages"]):
-        messages += turn(msg, f"messages[{i}]")
+        messages += turn(msg, f"messages[{i}]", refusals)
+    refusal = refusal or (refusals[0] if refusals else None)
     chat: dict[str, Any] = {"model": body["model"], "messages": messages}
     if body.get("max_tokens") is not None:
         chat["max_tokens"] = body["max_tokens"]
@@ -85,7 +87,7 @@ def system_messages(system: Any, where: str) -> list[dict[str, Any]]:
     return [{"role": "system", "content": "\n\n".join(texts)}] if texts else []
 
 
-def turn(msg: Any, where: str) -> list[dict[str, Any]]:
+def turn(msg: Any, where: str, refusals: list[InvalidRequestError]) -> list[dict[str, Any]]:
     """One Messages turn → chat messages: tool results first (one ``tool`` message each, before
     the user's remaining content), then the turn itself."""
     if not isinstance(msg, dict):
@@ -113,7 +115,13 @@ def turn(msg: Any, where: str) -> list[dict[str, Any]]:
         elif kind in ("thinking", "redacted_thinking"):
             continue  # a foreign signature would fail later on Anthropic; chat has no place for it
         else:
-            part = content_part(block, kind, path)
+            try:
+                part = content_part(block, kind, path)
+            except InvalidRequestError as exc:
+                # Only a translated provider must refuse it; the canonical body keeps the block as
+                # JSON text, so plugins (cache keys, token estimates) still see what was sent.
+                refusals.append(exc)
+                part = {"type": "text", "text": orjson.dumps(block).decode()}
             if part is not None:
                 parts.append(part)
     if role == "assistant":

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from gateway.errors import InvalidRequestError
 
 # State lives at the vendor: only a native relay can honour these.
@@ -67,7 +69,14 @@ def add_item(item: Any, where: str, messages: list[dict[str, Any]]) -> InvalidRe
         role = ROLES.get(item.get("role"))  # type: ignore[arg-type]
         if role is None:
             raise bad(f"role {item.get('role')!r} is not one of user, system, developer, assistant", f"{where}.role")
-        messages.append({"role": role, "content": content(item.get("content"), f"{where}.content", role)})
+        try:
+            text = content(item.get("content"), f"{where}.content", role)
+        except InvalidRequestError as exc:
+            # Only a translated provider must refuse it (e.g. an uploaded file id); the canonical
+            # body keeps the content as JSON text for plugins (cache keys, token estimates).
+            messages.append({"role": role, "content": orjson.dumps(item.get("content")).decode()})
+            return native_only(exc.param or where, exc.message)
+        messages.append({"role": role, "content": text})
     elif kind == "function_call":
         call = {"id": item.get("call_id"), "type": "function",
                 "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}}
