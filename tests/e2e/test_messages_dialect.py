@@ -147,9 +147,9 @@ async def test_errors_have_anthropic_envelope_and_sdk_classes(stack, http):
         await client.messages.create(model="oai/gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert limited.value.response.headers["retry-after"] == "3"
     emus["openai"].state.script(Fault.status(503))
-    with pytest.raises(anthropic.APIStatusError) as overloaded:
+    with pytest.raises(anthropic.OverloadedError) as overloaded:
         await client.messages.create(model="oai/gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": "x"}])
-    assert overloaded.value.status_code in (502, 529)
+    assert overloaded.value.status_code == 529 and overloaded.value.body["error"]["type"] == "overloaded_error"
 
 
 async def test_mid_stream_failure_raises_while_iterating(stack):

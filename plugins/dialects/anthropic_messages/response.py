@@ -73,7 +73,11 @@ def message(result: dict[str, Any], *, thinking: bool) -> dict[str, Any]:
 
 
 def error_status(error: GatewayError) -> int:
-    return 529 if error.status == 503 else error.status  # Anthropic's "overloaded"
+    """Anthropic's "overloaded" is 529: the gateway's 503s (overloaded vendor, open circuit,
+    draining) and a vendor's own 503 (which the core reports as 502) become it."""
+    if error.status == 503 or getattr(error, "upstream_status", None) in (503, 529):
+        return 529
+    return error.status
 
 
 def error_body(error: GatewayError, request_id: str | None = None) -> bytes:
