@@ -99,7 +99,10 @@ async def gw(gateway, upstream):
     off = {"health_check": {"enabled": False}, "retry": {"attempts": 0}}
     return await gateway(make_config(
         {"name": "claude", "type": "anthropic", "base_url": url, "api_key": "sk-up", "models": ["claude-x"], **off},
-        {"name": "oai", "type": "openai", "base_url": url + "/v1", "api_key": "sk-up", "models": ["gpt-x"], **off}))
+        {"name": "oai", "type": "openai", "base_url": url + "/v1", "api_key": "sk-up", "models": ["gpt-x"], **off},
+        {"name": "az", "type": "azure_openai", "base_url": url, "api_key": "az-up", "models": ["gpt-az"],
+         "options": {"api_style": "v1"}, **off},
+        {"name": "azc", "type": "azure_openai", "base_url": url, "api_key": "az-up", "models": ["gpt-azc"], **off}))
 
 
 BODY = b'{"model": "claude-x",\n "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}], "stream": %s}'
@@ -178,3 +181,13 @@ async def test_models_listing_shapes(gw, http):
         plain = await resp.json()
     assert shaped["data"][0]["type"] == "model" and "has_more" in shaped
     assert plain["object"] == "list"
+
+
+async def test_azure_v1_relays_responses_and_classic_translates(gw, upstream, http):
+    up, _ = upstream
+    async with http.post(gw.url + "/v1/responses", json={"model": "gpt-az", "input": "hi"}) as resp:
+        assert await resp.read() == RESPONSE
+    assert up.paths[-1] == "/openai/v1/responses" and up.headers[-1]["api-key"] == "az-up"
+    async with http.post(gw.url + "/v1/responses", json={"model": "gpt-azc", "input": "hi"}) as resp:
+        await resp.read()
+    assert up.paths[-1] == "/openai/deployments/gpt-azc/chat/completions"  # classic Azure: translated
