@@ -192,10 +192,10 @@ async def fail(gw: Gateway, ctx: RequestContext, error: GatewayError, outcome: O
 async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, outcome: Outcome) -> web.StreamResponse:
     ctx.usage = Usage.from_openai(short.body.get("usage"))
     ctx.response_headers.update(short.headers)
-    dialect = ctx.op.dialect if ctx.op is not None else None
+    op = ctx.op
     if not ctx.stream:
-        if dialect is not None:
-            return JSONResponse(dialect.render(ctx.op, ctx, short.body), response_headers(ctx))  # type: ignore[arg-type]
+        if op is not None and op.dialect is not None:
+            return JSONResponse(op.dialect.render(op, ctx, short.body), response_headers(ctx))
         return json_response(short.body, response_headers(ctx))
     include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
     encoder = encoder_for(ctx)
