@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from gateway.adapter import Chunk, StreamTranslator, UpstreamRequest, encode_chunks
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequestError
 from gateway.relay import DONE, PING, error_event, error_response
 
 if TYPE_CHECKING:
@@ -71,6 +71,39 @@ class RelayEncoder(StreamEncoder):
         return self._error(error)
 
 
+class ChunkEncoder(StreamEncoder):
+    """A translating encoder's walk over canonical chunks: ``start`` once, with the first chunk;
+    the latest ``usage`` kept; ``delta`` for each delta of choice 0 (what a dialect renders)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.usage: dict[str, Any] | None = None
+
+    def encode(self, batch: list[Chunk] | bytes) -> bytes:
+        out: list[bytes] = []
+        for chunk in batch:  # type: ignore[union-attr]  (a translated stream: chunks, never bytes)
+            obj = chunk.obj
+            self.begin(obj, out)
+            if obj.get("usage"):
+                self.usage = obj["usage"]
+            for choice in obj.get("choices") or ():
+                if choice.get("index", 0) == 0:
+                    self.delta(choice, out)
+        return b"".join(out)
+
+    def begin(self, obj: dict[str, Any], out: list[bytes]) -> None:
+        """``start`` unless it ran (also for a stream that ends or fails before any chunk)."""
+        if not self.started:
+            self.started = True
+            self.start(obj, out)
+
+    def start(self, obj: dict[str, Any], out: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def delta(self, choice: dict[str, Any], out: list[bytes]) -> None:
+        raise NotImplementedError
+
+
 @dataclass(slots=True)
 class NativeCall:
     """A dialect request relayed to a vendor that speaks the dialect itself."""
@@ -80,6 +113,36 @@ class NativeCall:
     parse: Callable[[bytes], dict[str, Any]]
     # A new translator whose ``raw`` is True: it relays every read and reads usage on the way.
     translator: Callable[[], StreamTranslator]
+
+
+@dataclass(slots=True)
+class DialectRequest:
+    """What a dialect keeps of a request (in ``ctx.stash``) to relay it or refuse it per target."""
+
+    raw: bytes  # the body as the client sent it
+    body: dict[str, Any]  # ... and parsed
+    refusal: InvalidRequestError | None  # what a translated provider must answer instead
+    headers: dict[str, str] = field(default_factory=dict)  # client headers forwarded on a relay
+    native: bool = False  # the serving attempt was relayed natively
+
+    def relay(
+        self, dialect: str, target: Target, path: str, parse: Callable[[bytes], dict[str, Any]],
+        translator: Callable[[], StreamTranslator],
+    ) -> NativeCall | None:
+        """The native relay to ``target`` when it serves ``dialect`` (only the model rewritten);
+        None when the request is to be translated; the refusal when it cannot be."""
+        provider = target.provider
+        self.native = speaks(provider, dialect)
+        if self.native:
+            content = with_model(self.raw, self.body, target.model)
+            return NativeCall(provider.adapter.native_request(path, content, self.headers), parse, translator)
+        if self.refusal is not None:
+            raise self.refusal
+        return None
+
+    def relayed_bytes(self, ctx: RequestContext) -> bytes | None:
+        """The vendor's own answer, when it was relayed and no plugin saw it."""
+        return ctx.response_bytes if self.native else None
 
 
 class Dialect:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from tests.e2e.test_third_party_plugin import cli, read_log, run
-from tests.support import free_port, wait_healthy
+from tests.support import free_port, terminate, wait_healthy
 
 DIST = Path(__file__).parents[1] / "thirdparty" / "llm-gateway-plaintext"
 pytestmark = pytest.mark.timeout(90)
@@ -53,12 +52,5 @@ async def test_entry_point_dialect_serves_its_wire_format(tmp_path: Path) -> Non
         assert streamed.startswith("data: ") and streamed.endswith("event: end\ndata: \n\n")
         assert missing == 404 and "nope" in problem["problem"]
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
+        code = await terminate(proc)
     assert code == 0, read_log(log)

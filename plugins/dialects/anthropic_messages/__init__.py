@@ -19,8 +19,8 @@ import orjson
 from aiohttp import web
 
 from gateway.context import StashKey
-from gateway.dialect import Dialect, NativeCall, RelayEncoder, RouteHandler, StreamEncoder, speaks, with_model
-from gateway.errors import GatewayError, InvalidRequestError
+from gateway.dialect import Dialect, DialectRequest, NativeCall, RelayEncoder, RouteHandler, StreamEncoder
+from gateway.errors import GatewayError
 from gateway.operations import CHAT, Operation
 from plugins.dialects.anthropic_messages import native, response
 from plugins.dialects.anthropic_messages.count_tokens import FORWARDED, count_tokens
@@ -38,13 +38,8 @@ TOP_K = {"anthropic": "top_k", "cohere": "k"}
 
 
 @dataclass(slots=True)
-class State:
-    raw: bytes  # the body as the client sent it
-    body: dict[str, Any]  # ... and parsed
-    refusal: InvalidRequestError | None  # what a translated provider must answer
-    headers: dict[str, str]
-    thinking: bool  # the client asked for thinking: reasoning text is rendered as thinking blocks
-    native: bool = False  # the serving attempt was relayed natively
+class State(DialectRequest):
+    thinking: bool = False  # the client asked for thinking: reasoning text is rendered as thinking blocks
 
 
 STATE: StashKey[State] = StashKey("anthropic_messages")
@@ -76,19 +71,14 @@ class AnthropicMessages(Dialect):
         thinking = body.get("thinking")
         ctx.response_headers["request-id"] = ctx.request_id  # where the SDK reads it from
         ctx[STATE] = State(raw, body, refusal, forwarded(ctx.request),
-                           isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"))
+                           thinking=isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"))
         return chat
 
     def upstream(self, op: Operation, ctx: RequestContext, target: Target) -> NativeCall | dict[str, Any]:
-        state = ctx[STATE]
+        relay = ctx[STATE].relay(self.name, target, "/messages", native.parse, native.RelayTranslator)
+        if relay is not None:
+            return relay
         provider = target.provider
-        state.native = speaks(provider, self.name)
-        if state.native:
-            content = with_model(state.raw, state.body, target.model)
-            request = provider.adapter.native_request("/messages", content, state.headers)
-            return NativeCall(request, native.parse, native.RelayTranslator)
-        if state.refusal is not None:
-            raise state.refusal
         body = ctx.body
         if "top_k" in body:
             body = dict(body)
@@ -99,9 +89,7 @@ class AnthropicMessages(Dialect):
 
     def render(self, op: Operation, ctx: RequestContext, result: dict[str, Any]) -> bytes:
         state = ctx[STATE]
-        if state.native and ctx.response_bytes is not None:
-            return ctx.response_bytes
-        return orjson.dumps(response.message(result, thinking=state.thinking))
+        return state.relayed_bytes(ctx) or orjson.dumps(response.message(result, thinking=state.thinking))
 
     def stream_encoder(self, op: Operation, ctx: RequestContext) -> StreamEncoder:
         state = ctx[STATE]

@@ -12,8 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.adapter import Chunk
-from gateway.dialect import StreamEncoder
+from gateway.dialect import ChunkEncoder
 from gateway.errors import GatewayError
 from plugins.dialects.anthropic_messages.response import error_body, message_id, stop_reason, usage
 
@@ -22,40 +21,24 @@ def event(kind: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
-class MessagesEncoder(StreamEncoder):
+class MessagesEncoder(ChunkEncoder):
     ping = event("ping", {})  # Anthropic's own keep-alive event, as its API sends while waiting
 
     def __init__(self, model: str | None, *, thinking: bool) -> None:
+        super().__init__()
         self.model = model
         self.thinking = thinking  # reasoning text is sent as thinking only when it was asked for
-        self.started = False
         self.open: str | None = None  # the open block's kind: text, thinking, tool_use
         self.index = -1  # the open (or last) block's index
         self.tools: dict[int, int] = {}  # chat tool_calls index → block index
         self.finish: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.ended = False
 
-    def encode(self, batch: list[Chunk] | bytes) -> bytes:
-        out: list[bytes] = []
-        for chunk in batch:  # type: ignore[union-attr]  (a translated stream: chunks, never bytes)
-            obj = chunk.obj
-            if not self.started:
-                out.append(self.start(obj))
-            if obj.get("usage"):
-                self.usage = obj["usage"]
-            for choice in obj.get("choices") or ():
-                if choice.get("index", 0) == 0:
-                    self.delta(choice, out)
-        return b"".join(out)
-
-    def start(self, obj: dict[str, Any]) -> bytes:
-        self.started = True
-        return event("message_start", {"message": {
+    def start(self, obj: dict[str, Any], out: list[bytes]) -> None:
+        out.append(event("message_start", {"message": {
             "id": message_id(obj.get("id")), "type": "message", "role": "assistant",
             "model": obj.get("model") or self.model, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0}}})
+                      "cache_read_input_tokens": 0}}}))
 
     def delta(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta") or {}
@@ -103,8 +86,7 @@ class MessagesEncoder(StreamEncoder):
 
     def end(self) -> bytes:
         out: list[bytes] = []
-        if not self.started:
-            out.append(self.start({}))
+        self.begin({}, out)
         self.close(out)
         out.append(event("message_delta", {"delta": {"stop_reason": stop_reason(self.finish), "stop_sequence": None},
                                            "usage": usage(self.usage)}))

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.context import StashKey
-from gateway.dialect import Dialect, NativeCall, RelayEncoder, StreamEncoder, speaks, with_model
-from gateway.errors import InvalidRequestError
+from gateway.dialect import Dialect, DialectRequest, NativeCall, RelayEncoder, StreamEncoder
 from gateway.operations import CHAT, Operation
 from gateway.relay import error_event
 from plugins.dialects.openai_responses import native
@@ -35,15 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["OpenAIResponses"]
 
 
-@dataclass(slots=True)
-class State:
-    raw: bytes  # the body as the client sent it
-    body: dict[str, Any]  # ... and parsed
-    refusal: InvalidRequestError | None  # what a translated provider must answer
-    native: bool = False  # the serving attempt was relayed natively
-
-
-STATE: StashKey[State] = StashKey("openai_responses")
+STATE: StashKey[DialectRequest] = StashKey("openai_responses")
 
 
 class OpenAIResponses(Dialect):
@@ -58,26 +48,16 @@ class OpenAIResponses(Dialect):
         body = ctx.body
         check(body)
         chat, refusal = to_chat(body)
-        ctx[STATE] = State(raw, body, refusal)
+        ctx[STATE] = DialectRequest(raw, body, refusal)
         return chat
 
     def upstream(self, op: Operation, ctx: RequestContext, target: Target) -> NativeCall | dict[str, Any]:
-        state = ctx[STATE]
-        provider = target.provider
-        state.native = speaks(provider, self.name)
-        if state.native:
-            content = with_model(state.raw, state.body, target.model)
-            request = provider.adapter.native_request("/responses", content, {})
-            return NativeCall(request, native.parse, native.RelayTranslator)
-        if state.refusal is not None:
-            raise state.refusal
-        return ctx.body
+        relay = ctx[STATE].relay(self.name, target, "/responses", native.parse, native.RelayTranslator)
+        return ctx.body if relay is None else relay
 
     def render(self, op: Operation, ctx: RequestContext, result: dict[str, Any]) -> bytes:
         state = ctx[STATE]
-        if state.native and ctx.response_bytes is not None:
-            return ctx.response_bytes
-        return orjson.dumps(response(state.body, result))
+        return state.relayed_bytes(ctx) or orjson.dumps(response(state.body, result))
 
     def stream_encoder(self, op: Operation, ctx: RequestContext) -> StreamEncoder:
         state = ctx[STATE]

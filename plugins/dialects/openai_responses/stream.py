@@ -12,26 +12,25 @@ from typing import Any
 
 import orjson
 
-from gateway.adapter import Chunk
-from gateway.dialect import StreamEncoder
+from gateway.dialect import ChunkEncoder
 from gateway.errors import GatewayError
 from plugins.dialects.openai_responses.response import call_item, envelope, finished, message_item
 
 TERMINAL = {"completed": "response.completed", "incomplete": "response.incomplete"}
 
 
-class ResponsesEncoder(StreamEncoder):
+class ResponsesEncoder(ChunkEncoder):
     def __init__(self, body: dict[str, Any], model: str | None, created: int) -> None:
+        super().__init__()
         self.body = body
         self.model = model
         self.created = created
         self.seq = 0
-        self.resp: dict[str, Any] | None = None
+        self.resp: dict[str, Any] = {}
         self.output: list[dict[str, Any]] = []  # finished items
         self.item: dict[str, Any] | None = None  # the open item
         self.calls: dict[int, dict[str, Any]] = {}  # chat tool_calls index → its item
         self.finish: str | None = None
-        self.usage: Any = None
         self.base = ""
 
     def event(self, kind: str, payload: dict[str, Any]) -> bytes:
@@ -44,19 +43,6 @@ class ResponsesEncoder(StreamEncoder):
         self.resp = envelope(self.body, f"resp_{self.base}", obj.get("model") or self.model, self.created)
         out.append(self.event("response.created", {"response": self.resp}))
         out.append(self.event("response.in_progress", {"response": self.resp}))
-
-    def encode(self, batch: list[Chunk] | bytes) -> bytes:
-        out: list[bytes] = []
-        for chunk in batch:  # type: ignore[union-attr]  (a translated stream: chunks, never bytes)
-            obj = chunk.obj
-            if self.resp is None:
-                self.start(obj, out)
-            if obj.get("usage"):
-                self.usage = obj["usage"]
-            for choice in obj.get("choices") or ():
-                if choice.get("index", 0) == 0:
-                    self.delta(choice, out)
-        return b"".join(out)
 
     def delta(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta") or {}
@@ -117,19 +103,15 @@ class ResponsesEncoder(StreamEncoder):
 
     def end(self) -> bytes:
         out: list[bytes] = []
-        if self.resp is None:
-            self.start({}, out)
+        self.begin({}, out)
         self.close(out)
-        assert self.resp is not None
         final = finished(self.resp, self.finish, self.output, self.usage)
         out.append(self.event(TERMINAL[final["status"]], {"response": final}))
         return b"".join(out)
 
     def error(self, error: GatewayError) -> bytes:
         out: list[bytes] = []
-        if self.resp is None:
-            self.start({}, out)
-        assert self.resp is not None
+        self.begin({}, out)
         failed = {**self.resp, "status": "failed", "output": self.output,
                   "error": {"code": error.code or "server_error", "message": error.message}}
         out.append(self.event("response.failed", {"response": failed}))
