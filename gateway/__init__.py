@@ -10,7 +10,7 @@ from gateway.adapter import (
     UpstreamRequest,
 )
 from gateway.context import Outcome, Principal, RequestContext, StashKey, Usage
-from gateway.dialect import Dialect, NativeCall, RelayEncoder, StreamEncoder
+from gateway.dialect import ChunkEncoder, Dialect, DialectRequest, NativeCall, RelayEncoder, StreamEncoder
 from gateway.errors import (
     AuthenticationError,
     GatewayError,
@@ -26,7 +26,9 @@ from gateway.runtime import ShortCircuit
 __all__ = [
     "AuthenticationError",
     "Chunk",
+    "ChunkEncoder",
     "Dialect",
+    "DialectRequest",
     "GatewayError",
     "InvalidRequestError",
     "NativeCall",
