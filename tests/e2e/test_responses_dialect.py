@@ -146,3 +146,32 @@ async def test_uploaded_file_ids_are_refused_when_translated(stack):
         await client.responses.create(model="oai/gpt-4o-mini", input=[{"role": "user", "content": [
             {"type": "input_file", "file_id": "file-123"}, {"type": "input_text", "text": "read it"}]}])
     assert err.value.param == "input[0].content[0]"
+
+
+@pytest.fixture
+async def native(gateway, emulator, sdk):
+    """Providers that serve Responses themselves, each in front of its emulator."""
+    emus = {v: await emulator(v, api_key="sk-up") for v in ("openai", "grok", "openrouter")}
+    gw = await gateway(make_config(*[{"name": v, "type": v, "base_url": e.url, "api_key": "sk-up",
+                                      "models": ["gpt-4o-mini"], **OFF} for v, e in emus.items()]))
+    return emus, sdk(gw)
+
+
+@pytest.mark.parametrize("vendor", ["openai", "grok", "openrouter"])
+async def test_native_responses_round_trip(native, vendor):
+    emus, client = native
+    model = f"{vendor}/gpt-4o-mini"
+    created = await client.responses.create(model=model, input="hello there", store=True,
+                                            previous_response_id="resp_earlier")
+    assert created.id.startswith("resp_emu") and "hello there" in created.output_text
+    sent = emus[vendor].state.last_request
+    assert sent.path.endswith("/responses") and sent.json["previous_response_id"] == "resp_earlier"
+    async with client.responses.stream(model=model, input="Weather in Paris?", tools=[WEATHER]) as stream:
+        first = await stream.get_final_response()
+    call = next(item for item in first.output if item.type == "function_call")
+    answer = await client.responses.create(model=model, tools=[WEATHER], input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert answer.output_text == f"Hello from {vendor}! Tool said: sunny"
+    assert all(r.path.endswith("/responses") for r in emus[vendor].state.requests)
