@@ -75,6 +75,8 @@ async def test_claude_code_completes_a_tool_task(gateway, emulator, tmp_path, ve
     assert result["is_error"] is False and "hello.txt" in result["result"]
     paths = {r.path for r in emu.state.requests}
     assert paths == ({"/v1/messages"} if vendor == "anthropic" else {"/v1/chat/completions"}), paths
+    if vendor == "openai":
+        assert all(len(r.json["user"]) <= 64 for r in emu.state.requests)
     sent = json.dumps([r.json for r in emu.state.requests])
     assert "gateway-client-key" not in sent and "gateway-client-key" not in json.dumps(
         [dict(r.headers) for r in emu.state.requests])

@@ -4,6 +4,7 @@ only when a request goes to a provider that does not speak Messages itself."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -60,7 +61,7 @@ def to_chat(body: dict[str, Any]) -> tuple[dict[str, Any], InvalidRequestError |
     refusal = apply_tools(body, chat) or refusal
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        chat["user"] = metadata["user_id"]
+        chat["user"] = user_id(metadata["user_id"])
     apply_output_format(body.get("output_config"), chat)
     dropped = sorted(set(body) & DROPPED)
     if dropped:
@@ -69,6 +70,12 @@ def to_chat(body: dict[str, Any]) -> tuple[dict[str, Any], InvalidRequestError |
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # message_delta carries the usage
     return chat, refusal
+
+
+def user_id(value: str) -> str:
+    """Chat vendors cap ``user`` at 64 characters; Claude Code's id is a JSON document. A longer
+    id is sent as its SHA-256 (hex, 64 characters): still one stable id per end user."""
+    return value if len(value) <= 64 else hashlib.sha256(value.encode()).hexdigest()
 
 
 def system_messages(system: Any, where: str) -> list[dict[str, Any]]:
