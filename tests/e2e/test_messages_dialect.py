@@ -206,3 +206,20 @@ async def test_untranslatable_blocks_are_refused_translated_but_relayed_natively
     msg = await client.messages.create(model=f"claude/{CLAUDE}", max_tokens=50, messages=messages)
     assert msg.stop_reason == "end_turn"
     assert emus["anthropic"].state.last_request.json["messages"][0]["content"][0] == block
+
+
+@pytest.mark.parametrize("fault", [Fault.stream_error(after=2, message="Overloaded"), Fault.drop_mid_stream(after=2)])
+async def test_native_stream_failure_reaches_the_sdk_as_an_anthropic_error(stack, http, fault):
+    gw, emus, client = stack
+    emus["anthropic"].state.script(fault)
+    body = {"model": f"claude/{CLAUDE}", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": "one two three four"}]}
+    async with http.post(gw.url + "/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"}) as resp:
+        events = parse_sse(await resp.text())
+    assert events[0][0] == "message_start" and events[-1][0] == "error"
+    assert json.loads(events[-1][1])["type"] == "error"
+    emus["anthropic"].state.script(fault)
+    with pytest.raises(anthropic.APIStatusError):
+        async with client.messages.stream(**{k: v for k, v in body.items() if k != "stream"}) as stream:
+            async for _ in stream:
+                pass
