@@ -107,6 +107,13 @@ async def test_length_ends_incomplete(stack):
     resp = await client.responses.create(model="oai/gpt-4o-mini", input="one two three four five six",
                                          max_output_tokens=2)
     assert resp.status == "incomplete" and resp.incomplete_details.reason == "max_output_tokens"
+    async with client.responses.stream(model="oai/gpt-4o-mini", input="one two three four five six",
+                                       max_output_tokens=2) as stream:
+        events = [event async for event in stream]
+    # As from OpenAI itself: the SDK's get_final_response() wants response.completed, so the
+    # terminal event is read instead.
+    assert events[-1].type == "response.incomplete" and events[-1].response.status == "incomplete"
+    assert events[-1].response.incomplete_details.reason == "max_output_tokens"
 
 
 @pytest.mark.parametrize("field, value", [("previous_response_id", "resp_1"), ("store", True),
