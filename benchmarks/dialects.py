@@ -74,6 +74,31 @@ def report(times: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
+def critical_path_us(repeat: int = 2000) -> dict[str, float]:
+    """In-process: the dialect work on the time-to-first-event path, per request, in µs (median
+    of ``repeat``): translating the request, and encoding the first upstream chunk (chat: its SSE
+    framing only). Independent of the machine's load, unlike the turns above."""
+    import timeit
+
+    from gateway.adapter import Chunk, encode_chunks
+    from plugins.dialects.anthropic_messages.request import to_chat as messages_to_chat
+    from plugins.dialects.anthropic_messages.stream import MessagesEncoder
+    from plugins.dialects.openai_responses.request import to_chat as responses_to_chat
+    from plugins.dialects.openai_responses.stream import ResponsesEncoder
+
+    first = (b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-ttfc",'
+             b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hello"},"finish_reason":null}]}')
+    ask = {name: json.loads(body) for name, (_, body) in bodies("x").items()}
+    cases = {
+        "chat": lambda: encode_chunks([Chunk(first)]),
+        "messages": lambda: (messages_to_chat(ask["messages"]),
+                             MessagesEncoder("m", thinking=False).encode([Chunk(first)])),
+        "responses": lambda: (responses_to_chat(ask["responses"]),
+                              ResponsesEncoder(ask["responses"], "m", 1).encode([Chunk(first)])),
+    }
+    return {name: statistics.median(timeit.repeat(fn, number=1, repeat=repeat)) * 1e6 for name, fn in cases.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--turns", type=int, default=300)
@@ -96,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
     print(f"{args.turns} turns, upstream {up_port}; one gateway, endpoints in rotating turns")
     print(report(times))
+    work = critical_path_us()
+    print("\nIn-process work on the first event's path (request translation + first chunk), median µs:")
+    print(" | ".join(f"{name} {us:.1f} (+{us - work['chat']:.1f})" for name, us in work.items()))
     shutil.rmtree(logdir, ignore_errors=True)
     return 0
 
