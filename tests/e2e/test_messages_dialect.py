@@ -223,3 +223,30 @@ async def test_native_stream_failure_reaches_the_sdk_as_an_anthropic_error(stack
         async with client.messages.stream(**{k: v for k, v in body.items() if k != "stream"}) as stream:
             async for _ in stream:
                 pass
+
+
+async def test_images_sampling_and_error_tool_results_are_translated(stack):
+    _, emus, client = stack
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    await client.messages.create(
+        model="oai/gpt-4o-mini", max_tokens=30, stop_sequences=["END"],
+        extra_body={"temperature": 0.5, "top_p": 0.9, "top_k": 40},  # this SDK version has no such parameters
+        tools=[WEATHER], messages=[
+            {"role": "user", "content": [image, {"type": "text", "text": "what is this?"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                               "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+                 "content": [{"type": "text", "text": "city unknown"}]},
+                {"type": "text", "text": "try again"}]}])
+    sent = emus["openai"].state.last_request.json
+    assert sent["messages"][0]["content"][0] == {"type": "image_url",
+                                                 "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert sent["messages"][1]["tool_calls"][0] == {"id": "toolu_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    assert sent["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: city unknown"}
+    assert sent["messages"][3] == {"role": "user", "content": "try again"}
+    assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.5, 0.9, ["END"]) and "top_k" not in sent
+    await client.messages.create(model="co/command-r", max_tokens=30, extra_body={"top_k": 40},
+                                 messages=[{"role": "user", "content": "hi"}])
+    assert emus["cohere"].state.last_request.json["k"] == 40
