@@ -99,9 +99,6 @@ class SSEResponse(EventSourceResponse):
         if self._payload_writer is not None:
             self._sent_at_tick = self._payload_writer.output_size  # a ping is not traffic
 
-    async def send_chunk(self, chunk: Chunk) -> None:
-        await self.write(b"data: " + chunk.data + b"\n\n")
-
     async def close_stream(self, tail: bytes = b"") -> None:
         """The last bytes and the end of the chunked body in one write."""
         self.stop_pinging()
