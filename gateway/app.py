@@ -73,15 +73,16 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def list_models(request: web.Request, dialects: tuple[Dialect, ...] = ()) -> web.Response:
     gw = request.app[GATEWAY]
     ctx = RequestContext(request, None, request_id(request))
+    # A dialect's client gets the list, and its errors, in its dialect's shape.
+    dialect = next((d for d in dialects if d.claims(request)), None)
     try:
         await authenticate(gw, ctx)
     except GatewayError as exc:
-        return error_response(gw.scrubber.scrub_error(exc))
+        error = gw.scrubber.scrub_error(exc)
+        return dialect.error_response(error, {}) if dialect is not None else error_response(error)
     listing = await gw.models.listing()
-    for dialect in dialects:  # a dialect's client gets the list in its dialect's shape
-        shaped = dialect.models_listing(request, listing)
-        if shaped is not None:
-            return json_response(shaped, {"x-request-id": ctx.request_id})
+    if dialect is not None:
+        listing = dialect.models_listing(listing)
     return json_response(listing, {"x-request-id": ctx.request_id})
 
 

@@ -183,9 +183,14 @@ class Dialect:
     def error_response(self, error: GatewayError, headers: Mapping[str, str]) -> web.Response:
         return error_response(error, headers)
 
-    def models_listing(self, request: web.Request, listing: dict[str, Any]) -> dict[str, Any] | None:
-        """``GET /v1/models`` in the dialect's shape when the request is the dialect's; else None."""
-        return None
+    def claims(self, request: web.Request) -> bool:
+        """Whether a request to an endpoint the dialects share with chat (``GET /v1/models``)
+        comes from this dialect's clients: it is then answered in the dialect's shape."""
+        return False
+
+    def models_listing(self, listing: dict[str, Any]) -> dict[str, Any]:
+        """The model list (OpenAI's shape) in the dialect's shape, for requests it ``claims``."""
+        return listing
 
 
 def installed_dialects() -> set[str]:

@@ -65,3 +65,14 @@ async def test_slow_stream_gets_anthropic_ping_events(gateway, http):
     names = [name for name, _ in events]
     assert "ping" in names and "comment" not in names
     assert names[0] == "message_start" and names[-1] == "message_stop"
+
+
+async def test_models_list_and_its_auth_error_in_anthropic_shape(gateway):
+    gw = await gateway(make_config(auth={"keys": [{"name": "a", "key": KEY}]}))
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key=KEY, max_retries=0) as client:
+        page = await client.models.list()
+        assert [m.id for m in page.data][:1] == ["mock/mock-1"] and page.data[0].type == "model"
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key="wrong", max_retries=0) as client:
+        with pytest.raises(anthropic.AuthenticationError) as err:
+            await client.models.list()
+    assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "authentication_error"

@@ -100,7 +100,8 @@ class AnthropicMessages(Dialect):
     def error_response(self, error: GatewayError, headers: Mapping[str, str]) -> web.Response:
         return response.error_response(error, headers)
 
-    def models_listing(self, request: web.Request, listing: dict[str, Any]) -> dict[str, Any] | None:
-        if "anthropic-version" not in request.headers:
-            return None
+    def claims(self, request: web.Request) -> bool:
+        return "anthropic-version" in request.headers  # every Anthropic SDK and Claude Code send it
+
+    def models_listing(self, listing: dict[str, Any]) -> dict[str, Any]:
         return response.models_page(listing)
