@@ -76,3 +76,39 @@ async def test_models_list_and_its_auth_error_in_anthropic_shape(gateway):
         with pytest.raises(anthropic.AuthenticationError) as err:
             await client.models.list()
     assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "authentication_error"
+
+
+BAD_MESSAGES = [
+    b"not json", b"[1, 2]", b'{"model": "mock-1"}', b'{"model": "mock-1", "max_tokens": 5, "messages": "hi"}',
+    b'{"model": "mock-1", "max_tokens": "5", "messages": [{"role": "user", "content": "x"}]}',
+    b'{"model": "mock-1", "max_tokens": 5, "messages": ["x"]}',
+    b'{"model": "mock-1", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}',
+    b'{"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": 5}]}',
+    b'{"model": "mock-1", "max_tokens": 5, "system": 5, "messages": [{"role": "user", "content": "x"}]}',
+    b'{"model": "mock-1", "max_tokens": 5, "tools": [{"name": 1}], "messages": [{"role": "user", "content": "x"}]}',
+    b'{"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image"}]}]}',
+    b'{"model": "mock-1", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]}',
+]
+BAD_RESPONSES = [
+    b"not json", b'{"model": "mock-1"}', b'{"model": "mock-1", "input": 5}', b'{"model": "mock-1", "input": [5]}',
+    b'{"model": "mock-1", "input": [{"role": "robot", "content": "x"}]}',
+    b'{"model": "mock-1", "input": [{"role": "user", "content": 5}]}',
+    b'{"model": "mock-1", "input": "x", "tools": [{"type": "code_interpreter"}]}',
+]
+
+
+@pytest.mark.parametrize("body", BAD_MESSAGES)
+async def test_bad_messages_bodies_get_anthropic_400s(gateway, http, body):
+    gw = await gateway()
+    async with http.post(gw.url + "/v1/messages", data=body, headers={"content-type": "application/json"}) as resp:
+        answer = await resp.json()
+    assert resp.status == 400 and answer["type"] == "error"
+    assert answer["error"]["type"] == "invalid_request_error" and answer["error"]["message"]
+
+
+@pytest.mark.parametrize("body", BAD_RESPONSES)
+async def test_bad_responses_bodies_get_openai_400s(gateway, http, body):
+    gw = await gateway()
+    async with http.post(gw.v1 + "/responses", data=body, headers={"content-type": "application/json"}) as resp:
+        answer = await resp.json()
+    assert resp.status == 400 and answer["error"]["type"] == "invalid_request_error" and answer["error"]["message"]

@@ -250,3 +250,11 @@ async def test_images_sampling_and_error_tool_results_are_translated(stack):
     await client.messages.create(model="co/command-r", max_tokens=30, extra_body={"top_k": 40},
                                  messages=[{"role": "user", "content": "hi"}])
     assert emus["cohere"].state.last_request.json["k"] == 40
+
+
+@pytest.mark.parametrize("model", ["oai/gpt-4o-mini", f"claude/{CLAUDE}"])
+async def test_beta_messages_with_query_string(stack, model):
+    _, _, client = stack
+    msg = await client.beta.messages.create(model=model, max_tokens=20, betas=["context-management-2025-06-27"],
+                                            messages=[{"role": "user", "content": "beta hello"}])
+    assert "beta hello" in msg.content[0].text
