@@ -173,6 +173,17 @@ async def test_stream_event_sequence(stack, http):
     assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
     starts = [json.loads(d)["index"] for n, d in events if n == "content_block_start"]
     assert starts == list(range(len(starts)))
+    open_blocks: set[int] = set()
+    for name, data in events:  # one block open at a time; deltas only to the open one
+        index = json.loads(data).get("index")
+        if name == "content_block_start":
+            assert not open_blocks
+            open_blocks.add(index)
+        elif name == "content_block_delta":
+            assert open_blocks == {index}
+        elif name == "content_block_stop":
+            open_blocks.remove(index)
+    assert not open_blocks and names.count("message_delta") == 1 and names.count("message_stop") == 1
     fragments = [json.loads(d)["delta"]["partial_json"] for n, d in events if n == "content_block_delta"
                  and json.loads(d)["delta"]["type"] == "input_json_delta"]
     assert len(fragments) >= 2 and json.loads("".join(fragments)) == {"city": "Weather in Paris?"}
