@@ -112,3 +112,19 @@ async def test_bad_responses_bodies_get_openai_400s(gateway, http, body):
     async with http.post(gw.v1 + "/responses", data=body, headers={"content-type": "application/json"}) as resp:
         answer = await resp.json()
     assert resp.status == 400 and answer["error"]["type"] == "invalid_request_error" and answer["error"]["message"]
+
+
+async def test_count_tokens_honours_key_models_and_is_metered(gateway, http):
+    other = {**MOCK_PROVIDER, "name": "other", "models": ["other-1"]}
+    keys = [{"name": "a", "key": KEY, "models": ["mock/*"]}]
+    gw = await gateway(make_config(MOCK_PROVIDER, other, auth={"keys": keys}))
+    ask = {"model": "mock-1", "messages": [{"role": "user", "content": "count me"}]}
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    async with http.post(gw.url + "/v1/messages/count_tokens", json=ask, headers=headers) as resp:
+        assert resp.status == 200 and (await resp.json())["input_tokens"] > 0
+    async with http.post(gw.url + "/v1/messages/count_tokens", json={**ask, "model": "other-1"},
+                         headers=headers) as resp:
+        denied = await resp.json()
+    assert resp.status == 403 and denied["error"]["type"] == "permission_error"
+    async with http.get(gw.url + "/metrics") as resp:
+        assert 'operation="count_tokens"' in await resp.text()

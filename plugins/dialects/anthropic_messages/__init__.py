@@ -62,7 +62,11 @@ class AnthropicMessages(Dialect):
         return (self.op,)
 
     def routes(self, gw: Gateway) -> Iterable[tuple[str, str, RouteHandler]]:
-        return (("POST", "/v1/messages/count_tokens", partial(count_tokens, gw=gw, dialect=self)),)
+        # Not an operation of the generic handler (there may be no upstream call at all), but an
+        # Operation all the same: plugins and metrics name it.
+        op = Operation("count_tokens", "/v1/messages/count_tokens", False, "messages", input_must_be_list=True,
+                       dialect=self, upstream=CHAT)
+        return (("POST", op.path, partial(count_tokens, gw=gw, dialect=self, op=op)),)
 
     def accept(self, op: Operation, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
         body = ctx.body

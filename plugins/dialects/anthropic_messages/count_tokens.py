@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from gateway.context import RequestContext
+from gateway.context import Outcome, RequestContext
 from gateway.dialect import speaks, with_model
 from gateway.errors import GatewayError
-from gateway.handler import authenticate, read_json, request_id
+from gateway.handler import authenticate, finish_outcome, read_json, request_id
 from gateway.relay import JSONResponse
 from plugins.dialects.anthropic_messages.request import check, to_chat
 from plugins.dialects.anthropic_messages.response import error_response
 
 if TYPE_CHECKING:
     from gateway.dialect import Dialect
+    from gateway.operations import Operation
     from gateway.runtime import Gateway
 
 IMAGE_TOKENS = 1600
@@ -40,17 +41,25 @@ def estimate(chat: dict[str, Any]) -> int:
     return size + IMAGE_TOKENS * images
 
 
-async def count_tokens(request: web.Request, *, gw: Gateway, dialect: Dialect) -> web.StreamResponse:
-    ctx = RequestContext(request, None, request_id(request))
+async def count_tokens(request: web.Request, *, gw: Gateway, dialect: Dialect, op: Operation) -> web.StreamResponse:
+    """Authenticated, permitted and rate-limited like any request (``op`` names it in metrics and
+    logs); the plugins see the canonical chat body."""
+    ctx = RequestContext(request, op, request_id(request))
+    outcome = Outcome(status=200)
     headers = {"x-request-id": ctx.request_id}
     try:
         await authenticate(gw, ctx)
         body = await read_json(request, gw.config.server.max_body_bytes)
         check(body, needs_max_tokens=False)
-        target = gw.router.resolve(body["model"])[0]
+        ctx.body, _ = to_chat(body)
+        ctx.model = body["model"]
+        ctx.targets = gw.router.resolve(body["model"])
+        if gw.on_request_received:
+            await gw.hooks.all("gateway_request_received", ctx=ctx)
+        target = ctx.targets[0]
         if not speaks(target.provider, dialect.name):
-            chat, _ = to_chat(body)
-            return JSONResponse(orjson.dumps({"input_tokens": estimate(chat)}), headers)
+            return JSONResponse(orjson.dumps({"input_tokens": estimate(ctx.body)}), headers)
+        ctx.provider = target.provider.name
         sent = {name: request.headers[name] for name in FORWARDED if name in request.headers}
         upstream = target.provider.adapter.native_request(
             "/messages/count_tokens", with_model(await request.read(), body, target.model), sent)
@@ -59,4 +68,8 @@ async def count_tokens(request: web.Request, *, gw: Gateway, dialect: Dialect) -
             raise target.provider.adapter.parse_error(answer.status, answer.body, answer.headers)
         return JSONResponse(answer.body, headers)
     except GatewayError as exc:
+        outcome.status, outcome.error_type, outcome.error_code = exc.status, exc.type, exc.code
         return error_response(gw.scrubber.scrub_error(exc), headers)
+    finally:
+        if gw.on_request_finished:
+            await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
