@@ -119,27 +119,33 @@ def turn(msg: Any, where: str, refusals: list[InvalidRequestError]) -> list[dict
         elif kind == "tool_use" and role == "assistant":
             calls.append({"id": block.get("id"), "type": "function", "function": {
                 "name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-        elif kind in ("thinking", "redacted_thinking"):
-            continue  # a foreign signature would fail later on Anthropic; chat has no place for it
-        else:
-            try:
-                part = content_part(block, kind, path)
-            except InvalidRequestError as exc:
-                # Only a translated provider must refuse it; the canonical body keeps the block as
-                # JSON text, so plugins (cache keys, token estimates) still see what was sent.
-                refusals.append(exc)
-                part = {"type": "text", "text": orjson.dumps(block).decode()}
+        elif kind not in ("thinking", "redacted_thinking"):
+            # Thinking blocks are dropped: a foreign signature would fail later on Anthropic.
+            part = lenient_part(block, kind, path, refusals)
             if part is not None:
                 parts.append(part)
+    return out + turn_message(role, parts, calls)
+
+
+def lenient_part(block: Any, kind: Any, where: str, refusals: list[InvalidRequestError]) -> dict[str, Any] | None:
+    """A content part; for a block chat cannot carry, the refusal is kept for translated targets
+    and the canonical body keeps the block as JSON text (plugins still see what was sent)."""
+    try:
+        return content_part(block, kind, where)
+    except InvalidRequestError as exc:
+        refusals.append(exc)
+        return {"type": "text", "text": orjson.dumps(block).decode()}
+
+
+def turn_message(role: str, parts: list[dict[str, Any]], calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if role == "assistant":
-        if parts or calls:
-            text = "".join(p.get("text", "") for p in parts)
-            out.append({"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})})
-    elif len(parts) == 1 and parts[0]["type"] == "text":
-        out.append({"role": "user", "content": parts[0]["text"]})  # the shape every vendor takes
-    elif parts:
-        out.append({"role": "user", "content": parts})
-    return out
+        if not parts and not calls:
+            return []
+        text = "".join(p.get("text", "") for p in parts)
+        return [{"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}]
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return [{"role": "user", "content": parts[0]["text"]}]  # the shape every vendor takes
+    return [{"role": "user", "content": parts}] if parts else []
 
 
 def content_part(block: Any, kind: Any, where: str) -> dict[str, Any] | None:
