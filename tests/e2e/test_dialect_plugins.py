@@ -3,12 +3,15 @@ Bearer), rate limits, the response cache, keep-alive pings; errors in each diale
 
 from __future__ import annotations
 
+import asyncio
+
 import anthropic
 import openai
 import pytest
 
 from tests.conftest import MOCK_PROVIDER, make_config
 from tests.emulators.fixtures import parse_sse
+from tests.support import openai_provider
 
 KEY = "gw-client-key-1"
 ASK = {"model": "mock-1", "max_tokens": 20, "messages": [{"role": "user", "content": "one two"}]}
@@ -128,3 +131,23 @@ async def test_count_tokens_honours_key_models_and_is_metered(gateway, http):
     assert resp.status == 403 and denied["error"]["type"] == "permission_error"
     async with http.get(gw.url + "/metrics") as resp:
         assert 'operation="count_tokens"' in await resp.text()
+
+
+@pytest.mark.parametrize("path, body, first_event, last_event", [
+    ("/v1/messages", {"model": "gpt-4o-mini", "max_tokens": 50, "stream": True,
+                      "messages": [{"role": "user", "content": "one two three"}]}, "message_start", "message_stop"),
+    ("/v1/responses", {"model": "gpt-4o-mini", "stream": True, "input": "one two three"},
+     "response.created", "response.completed"),
+])
+async def test_translated_stream_is_not_held_back(gateway, emulator, http, path, body, first_event, last_event):
+    """The upstream pauses after its first event until released: the client already has the
+    dialect's first event, so the translation waited for nothing."""
+    emu = await emulator("openai", release=asyncio.Event())
+    gw = await gateway(make_config(openai_provider(emu.url, native_dialects=[])))
+    async with http.post(gw.url + path, json=body) as resp:
+        first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
+        assert first.startswith(b"event: " + first_event.encode())
+        assert emu.state.streams_closed == 0  # upstream still mid-stream
+        emu.state.release.set()
+        rest = await resp.read()
+    assert parse_sse(rest.decode())[-1][0] == last_event
