@@ -10,6 +10,7 @@ from gateway.adapter import (
     UpstreamRequest,
 )
 from gateway.context import Outcome, Principal, RequestContext, StashKey, Usage
+from gateway.dialect import ChunkEncoder, Dialect, DialectRequest, NativeCall, RelayEncoder, StreamEncoder
 from gateway.errors import (
     AuthenticationError,
     GatewayError,
@@ -25,17 +26,23 @@ from gateway.runtime import ShortCircuit
 __all__ = [
     "AuthenticationError",
     "Chunk",
+    "ChunkEncoder",
+    "Dialect",
+    "DialectRequest",
     "GatewayError",
     "InvalidRequestError",
+    "NativeCall",
     "NoOptions",
     "Outcome",
     "PermissionDeniedError",
     "Principal",
     "ProviderAdapter",
     "RateLimitError",
+    "RelayEncoder",
     "RequestContext",
     "ShortCircuit",
     "StashKey",
+    "StreamEncoder",
     "StreamTranslator",
     "UnsupportedOperation",
     "UpstreamError",

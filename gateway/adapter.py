@@ -37,6 +37,8 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds the vendor key
     json: Any = field(default=None, repr=False)
+    # A JSON body already encoded (a dialect's body relayed as the client sent it); wins over json.
+    content: bytes | None = field(default=None, repr=False)
 
 
 class Chunk:
@@ -81,6 +83,10 @@ class StreamTranslator:
     once known.
     """
 
+    #: The upstream's bytes are the client's bytes (a dialect relayed natively): every read is
+    #: relayed through ``passthrough``, whoever wraps streams, and ``feed`` is never asked.
+    raw: ClassVar[bool] = False
+
     def __init__(self) -> None:
         self.done = False
         self.usage: dict[str, Any] | None = None
@@ -117,6 +123,10 @@ class ProviderAdapter:
     #: ``parse_response`` returns the vendor's JSON as parsed, unchanged: a non-stream answer may
     #: go to the client as the bytes that came, without encoding it again.
     relays_response_bytes: ClassVar[bool] = False
+    #: inbound dialects (entry-point names of ``llm_gateway.dialects``) whose wire format this
+    #: vendor serves itself: their requests are relayed with ``native_request``, not translated.
+    #: ``providers[].native_dialects`` overrides it per deployment.
+    native_dialects: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, config: ProviderConfig, options: BaseModel) -> None:
         self.name = name
@@ -144,6 +154,11 @@ class ProviderAdapter:
 
     def parse_response(self, op: Operation, payload: Any, model: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    def native_request(self, path: str, content: bytes, headers: Mapping[str, str]) -> UpstreamRequest:
+        """A dialect's body relayed as is to ``path`` under the vendor's API root (e.g.
+        ``/messages``); ``headers`` are the client headers the dialect forwards."""
+        raise UnsupportedOperation(f"Provider '{self.name}' does not serve {path} natively")
 
     def stream_translator(self, op: Operation, body: dict[str, Any], model: str) -> StreamTranslator:
         raise UnsupportedOperation(f"Provider '{self.name}' does not support streaming {op.path}")

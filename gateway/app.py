@@ -9,6 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from gateway.context import RequestContext
+from gateway.dialect import Dialect, load_dialects
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.handler import authenticate, handle, request_id
 from gateway.keys import GATEWAY, REDIS, RELOADER
@@ -32,13 +33,17 @@ def build_app(loaded: Loaded) -> web.Application:
     app[GATEWAY], app[RELOADER] = gw, live
     if gw.redis is not None:
         app[REDIS] = gw.redis
-    for op in OPERATIONS:
+    dialects = load_dialects()
+    for op in (*OPERATIONS, *(op for d in dialects for op in d.operations())):
         resource = app.router.add_resource(op.path)
         # The generations bound here, not looked up through request.app per request; each
         # request takes the current generation once (configuration reload).
         resource.add_route("POST", partial(handle, live=live, op=op))
         resource.add_route("*", method_not_allowed)
-    app.router.add_get("/v1/models", list_models)
+    for dialect in dialects:
+        for method, path, route in dialect.routes(live):
+            app.router.add_route(method, path, route)
+    app.router.add_get("/v1/models", partial(list_models, dialects=tuple(dialects)))
     app.router.add_get("/health", liveness)
     app.router.add_get("/health/ready", readiness)
     app.router.add_get("/health/providers", provider_health)
@@ -61,16 +66,22 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await live.stop()
 
 
-async def list_models(request: web.Request) -> web.Response:
+async def list_models(request: web.Request, dialects: tuple[Dialect, ...] = ()) -> web.Response:
     live = request.app[RELOADER]
     gw = live.enter()
     try:
         ctx = RequestContext(request, None, request_id(request), gw.app)
+        # A dialect's client gets the list, and its errors, in its dialect's shape.
+        dialect = next((d for d in dialects if d.claims(request)), None)
         try:
             await authenticate(gw, ctx)
         except GatewayError as exc:
-            return error_response(gw.scrubber.scrub_error(exc))
-        return json_response(await gw.models.listing(), {"x-request-id": ctx.request_id})
+            error = gw.scrubber.scrub_error(exc)
+            return dialect.error_response(error, {}) if dialect is not None else error_response(error)
+        listing = await gw.models.listing()
+        if dialect is not None:
+            listing = dialect.models_listing(listing)
+        return json_response(listing, {"x-request-id": ctx.request_id})
     finally:
         live.leave(gw)
 

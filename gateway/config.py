@@ -101,6 +101,9 @@ class ProviderConfig(Strict):
     retry: RetryConfig = RetryConfig()
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
+    # Inbound dialects this deployment serves itself (relayed, not translated); None: the
+    # adapter's default (e.g. a self-hosted OpenAI-compatible server without /responses: []).
+    native_dialects: list[str] | None = None
 
     _check_enabled = field_validator("enabled", mode="before")(_empty_is_false)
 

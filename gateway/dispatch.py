@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from gateway.adapter import Chunk, StreamTranslator, encode_chunks
+from gateway.adapter import Chunk, StreamTranslator, UpstreamRequest, encode_chunks
+from gateway.dialect import NativeCall
 from gateway.errors import (
     CLIENT_CLOSED,
     GatewayError,
@@ -97,6 +98,21 @@ def relay_read(
     return out + encode_chunks(chunks), failure
 
 
+def plan(ctx: RequestContext, target: Target) -> tuple[NativeCall | None, UpstreamRequest]:
+    """The upstream request for one target: a dialect's native relay, or the canonical request
+    built by the adapter (from the body the dialect chose for this target, if any)."""
+    op = ctx.op
+    if op is None:
+        raise GatewayError("No operation for this request.")
+    body = ctx.body
+    if op.dialect is not None:
+        call = op.dialect.upstream(op, ctx, target)
+        if isinstance(call, NativeCall):
+            return call, call.request
+        body = call
+    return None, target.provider.adapter.build_request(op.canonical, body, target.model)
+
+
 class Dispatcher:
     def __init__(self, hooks: Hooks, scrubber: Scrubber | None = None) -> None:
         self.hooks = hooks
@@ -119,7 +135,7 @@ class Dispatcher:
         ``gateway.fallback``) and the attempt hook. After this returns, the caller must end the
         attempt with ``_end`` whatever happens."""
         provider = target.provider
-        if ctx.op is not None and ctx.op.name not in provider.adapter.operations:
+        if ctx.op is not None and ctx.op.canonical.name not in provider.adapter.operations:
             raise UnsupportedOperation(
                 f"Provider '{provider.name}' does not support the {ctx.op.path} endpoint", param="model"
             )
@@ -167,7 +183,7 @@ class Dispatcher:
         op = ctx.op
         if op is None:
             raise GatewayError("No operation for this request.")
-        req = adapter.build_request(op, ctx.body, target.model)
+        native, req = plan(ctx, target)
         attempt = self._begin(ctx, target, stream=False, panic=panic)
         req.headers.update(attempt.headers)
         error: BaseException | None = None
@@ -178,10 +194,13 @@ class Dispatcher:
             if raw.status >= 400:
                 raise adapter.parse_error(raw.status, raw.body, raw.headers)
             try:
-                result = adapter.parse_response(op, orjson.loads(raw.body), target.model)
+                if native is not None:
+                    result = native.parse(raw.body)
+                else:
+                    result = adapter.parse_response(op.canonical, orjson.loads(raw.body), target.model)
             except SHAPE_ERRORS as exc:
                 raise UpstreamProtocolError(f"{provider.name}: upstream sent a malformed response") from exc
-            if adapter.relays_response_bytes:
+            if native is not None or adapter.relays_response_bytes:
                 ctx.response_bytes = raw.body
         except BaseException as exc:
             error = exc
@@ -200,11 +219,14 @@ class Dispatcher:
         op = ctx.op
         if op is None:
             raise GatewayError("No operation for this request.")
-        req = adapter.build_request(op, ctx.body, target.model)
-        translator = adapter.stream_translator(op, ctx.body, target.model)
+        native, req = plan(ctx, target)
+        if native is not None:
+            translator = native.translator()
+        else:
+            translator = adapter.stream_translator(op.canonical, ctx.body, target.model)
         attempt = self._begin(ctx, target, stream=True, panic=panic)
         req.headers.update(attempt.headers)
-        chunks = self._chunks(provider, req, translator, attempt, raw_ok)
+        chunks = self._chunks(provider, req, translator, attempt, raw_ok or translator.raw)
         try:
             first = await anext(chunks, [])
         except BaseException as exc:

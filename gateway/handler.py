@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.adapter import encode_chunks
 from gateway.context import Outcome, RequestContext, Usage
+from gateway.dialect import StreamEncoder
 from gateway.errors import (
     AuthenticationError,
     BodyTooLargeError,
@@ -21,11 +22,11 @@ from gateway.errors import (
     InvalidRequestError,
     harms_health,
 )
-from gateway.relay import DONE, JSONResponse, SSEResponse, error_event, error_response, flatten, json_response
+from gateway.relay import JSONResponse, SSEResponse, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
 if TYPE_CHECKING:
-    from gateway.adapter import Chunk, StreamTranslator
+    from gateway.adapter import StreamTranslator
     from gateway.dispatch import UpstreamStream
     from gateway.operations import Operation
     from gateway.reload import Reloader
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llm_gateway.handler")
 R = TypeVar("R", bound=web.StreamResponse)
+CHAT_STREAM = StreamEncoder()  # Chat Completions' own stream framing
 
 
 def request_id(request: web.Request) -> str:
@@ -115,6 +117,8 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
             gw.pm.hook.gateway_request_started(ctx=ctx)
         await authenticate(gw, ctx)
         ctx.body = await read_json(request, gw.config.server.max_body_bytes)
+        if op.dialect is not None:  # the client's own wire format → the canonical chat body
+            ctx.body = op.dialect.accept(op, ctx, await request.read())
         validate(op, ctx)
         ctx.targets = gw.router.resolve(ctx.model)  # type: ignore[arg-type]
         if gw.on_request_received:
@@ -125,14 +129,17 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
                 return await respond_short(gw, ctx, short, outcome)
         if ctx.stream:
             wrappers = gw.stream_wrappers(ctx)
-            upstream = await gw.dispatcher.open_stream(ctx, raw_ok=not wrappers)
+            # A dialect's stream is re-encoded from canonical chunks: no raw chat bytes for it.
+            upstream = await gw.dispatcher.open_stream(ctx, raw_ok=not wrappers and op.dialect is None)
             return await stream(gw, ctx, upstream, wrappers, outcome)
         result = await gw.dispatcher.send(ctx)
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
             ctx.settle_attempt()
             await gw.hooks.all("gateway_response", ctx=ctx, response=result)
-            body = orjson.dumps(result)  # a plugin may have changed it
+            ctx.response_bytes = None  # a plugin may have changed it
+        if op.dialect is not None:
+            body = op.dialect.render(op, ctx, result)
         else:
             body = ctx.response_bytes or orjson.dumps(result)
         return await send_now(ctx, JSONResponse(body, response_headers(ctx)), outcome)
@@ -184,22 +191,27 @@ async def fail(gw: Gateway, ctx: RequestContext, error: GatewayError, outcome: O
     outcome.status, outcome.error_type, outcome.error_code = error.status, error.type, error.code
     if gw.on_error:
         await gw.hooks.all_safe("gateway_error", ctx=ctx, error=error)
+    if ctx.op is not None and ctx.op.dialect is not None:
+        return ctx.op.dialect.error_response(error, response_headers(ctx))
     return error_response(error, response_headers(ctx))
 
 
 async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, outcome: Outcome) -> web.StreamResponse:
     ctx.usage = Usage.from_openai(short.body.get("usage"))
     ctx.response_headers.update(short.headers)
+    op = ctx.op
     if not ctx.stream:
+        if op is not None and op.dialect is not None:
+            return JSONResponse(op.dialect.render(op, ctx, short.body), response_headers(ctx))
         return json_response(short.body, response_headers(ctx))
     include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
-    resp = new_sse_response(gw, ctx)
+    encoder = encoder_for(ctx)
+    resp = new_sse_response(gw, ctx, encoder)
     try:
         await resp.prepare(ctx.request)
         ctx.first_chunk_at = time.perf_counter()
-        for chunk in response_to_chunks(short.body, include_usage):
-            await resp.send_chunk(chunk)
-        await resp.close_stream(DONE)
+        await resp.write(encoder.encode(list(response_to_chunks(short.body, include_usage))))
+        await resp.close_stream(encoder.end())
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
     finally:
@@ -207,20 +219,28 @@ async def respond_short(gw: Gateway, ctx: RequestContext, short: ShortCircuit, o
     return resp
 
 
-def new_sse_response(gw: Gateway, ctx: RequestContext) -> SSEResponse:
-    return SSEResponse(response_headers(ctx), ping_interval=gw.config.server.sse_ping_interval_s)
+def encoder_for(ctx: RequestContext) -> StreamEncoder:
+    op = ctx.op
+    return op.dialect.stream_encoder(op, ctx) if op is not None and op.dialect is not None else CHAT_STREAM
+
+
+def new_sse_response(gw: Gateway, ctx: RequestContext, encoder: StreamEncoder = CHAT_STREAM) -> SSEResponse:
+    return SSEResponse(response_headers(ctx), ping_interval=gw.config.server.sse_ping_interval_s, ping=encoder.ping)
 
 
 async def stream(
     gw: Gateway, ctx: RequestContext, upstream: UpstreamStream, wrappers: list[Any], outcome: Outcome
 ) -> web.StreamResponse:
     """Relay chunks as they arrive. Past this point errors become one SSE error event."""
-    resp = new_sse_response(gw, ctx)
+    encoder = encoder_for(ctx)
+    resp = new_sse_response(gw, ctx, encoder)
     chunks = upstream.rest
     tail: list[bytes] = []
+    encode = encode_chunks if encoder is CHAT_STREAM else encoder.encode  # chat: no call layer
     try:
         await resp.prepare(ctx.request)
-        if wrappers:
+        # A natively relayed dialect stream has no canonical chunks for wrappers to see.
+        if wrappers and not upstream.translator.raw:
             ctx.settle_attempt()  # plugin code sees the chunks: it may read the attempt's outcome
             chunks = flatten(upstream.first, upstream.rest)
             for wrap in wrappers:
@@ -228,29 +248,29 @@ async def stream(
             async for chunk in chunks:
                 if ctx.first_chunk_at is None:
                     ctx.first_chunk_at = time.perf_counter()
-                await resp.send_chunk(chunk)
+                await resp.write(encode([chunk]))
         else:
             translator = upstream.translator
             if upstream.first:
                 ctx.first_chunk_at = time.perf_counter()
-                if data := outgoing(translator, upstream.first, tail):
+                if data := outgoing(translator, encode(upstream.first), tail):
                     await resp.write(data)
                     ctx.settle_attempt()  # else the whole stream goes out at once, settled after it
             async for batch in chunks:
-                if data := outgoing(translator, batch, tail):
+                if data := outgoing(translator, encode(batch), tail):
                     await resp.write(data)
         ctx.usage = Usage.from_openai(upstream.translator.usage)
-        tail.append(DONE)
+        tail.append(encoder.end())
         await resp.close_stream(b"".join(tail))
     except ConnectionResetError:
         outcome.status, outcome.error_type = 499, "client_closed"
     except GatewayError as exc:
-        await stream_failed(gw, ctx, resp, exc, outcome)
+        await stream_failed(gw, ctx, resp, exc, outcome, encoder)
     except Exception:
         # Headers may be out already: a second HTTP response must never follow.
         log.exception("unhandled error while streaming request %s", ctx.request_id)
         await stream_failed(gw, ctx, resp, GatewayError(
-            f"Internal gateway error (request id {ctx.request_id})."), outcome)
+            f"Internal gateway error (request id {ctx.request_id})."), outcome, encoder)
     finally:
         resp.stop_pinging()
         await aclose(chunks)
@@ -259,11 +279,10 @@ async def stream(
     return resp
 
 
-def outgoing(translator: StreamTranslator, batch: list[Chunk] | bytes, tail: list[bytes]) -> bytes:
+def outgoing(translator: StreamTranslator, data: bytes, tail: list[bytes]) -> bytes:
     """A batch's bytes to write now; or, once the upstream has finished, nothing: the batch is
-    held for the last write, with ``[DONE]`` and the end of the body. A plain function, not a
-    coroutine around the write: two coroutines fewer per upstream read."""
-    data = encode_chunks(batch)
+    held for the last write, with the stream's end and the end of the body. A plain function,
+    not a coroutine around the write: two coroutines fewer per upstream read."""
     if translator.done:
         tail.append(data)
         return b""
@@ -271,7 +290,8 @@ def outgoing(translator: StreamTranslator, batch: list[Chunk] | bytes, tail: lis
 
 
 async def stream_failed(
-    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome
+    gw: Gateway, ctx: RequestContext, resp: SSEResponse, error: GatewayError, outcome: Outcome,
+    encoder: StreamEncoder = CHAT_STREAM,
 ) -> None:
     # The attempt's success is recorded before the failure that followed it (still pending when
     # the first bytes were held for the last write and ending the stream failed).
@@ -286,7 +306,7 @@ async def stream_failed(
         return
     try:
         # No [DONE]: the stream ended abnormally, and the error event says why.
-        await resp.close_stream(error_event(error))
+        await resp.close_stream(encoder.error(error))
     except (ConnectionResetError, RuntimeError):
         outcome.status, outcome.error_type = 499, "client_closed"
 

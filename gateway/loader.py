@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gateway.config import CORE_SECTIONS, GatewayConfig, interpolate, pydantic_problems, raise_if
+from gateway.dialect import installed_dialects
 from gateway.errors import ConfigError
 from gateway.plugin_manager import disable, make_plugin_manager, plugin_names
 from gateway.registry import installed_adapters, load_adapter_class
@@ -142,7 +143,15 @@ def check_providers(config: GatewayConfig) -> list[tuple[str, str]]:
             problems.append((f"providers[{i}].base_url", "required for this provider type"))
         if p.enabled and cls.requires_api_key and not p.key:
             problems.append((f"providers[{i}].api_key", "required for this provider type"))
+        problems += check_native_dialects(p.native_dialects or [], i)
     return problems
+
+
+def check_native_dialects(names: list[str], i: int) -> list[tuple[str, str]]:
+    installed = installed_dialects()
+    return [(f"providers[{i}].native_dialects[{j}]",
+             f"unknown dialect {name!r}; installed: {', '.join(sorted(installed))}")
+            for j, name in enumerate(names) if name not in installed]
 
 
 def check_aliases(config: GatewayConfig) -> list[tuple[str, str]]:

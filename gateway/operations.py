@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.dialect import Dialect
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +19,15 @@ class Operation:
     # The body field that must be present, and whether it must be a non-empty list.
     input_field: str
     input_must_be_list: bool = False
+    # An inbound dialect's endpoint: its wire format in and out (``gateway.dialect``), and the
+    # canonical operation its requests become (the adapter capability they need).
+    dialect: Dialect | None = None
+    upstream: Operation | None = None
+
+    @property
+    def canonical(self) -> Operation:
+        """The operation adapters see: this one, or the one a dialect's requests become."""
+        return self.upstream or self
 
 
 CHAT = Operation("chat", "/v1/chat/completions", True, "messages", input_must_be_list=True)

@@ -66,9 +66,10 @@ class SSEResponse(EventSourceResponse):
 
     _send_headers_immediately = False
 
-    def __init__(self, headers: Mapping[str, str], *, ping_interval: float) -> None:
+    def __init__(self, headers: Mapping[str, str], *, ping_interval: float, ping: bytes = PING) -> None:
         super().__init__(headers=headers, sep="\n", allow_all_methods=True, send_timeout=None,
                          ping_interval=ping_interval)
+        self._ping_bytes = ping  # the stream's own keep-alive (a comment, or a dialect's ping event)
         self._timer: asyncio.TimerHandle | None = None
         self._sent_at_tick = 0
 
@@ -91,15 +92,12 @@ class SSEResponse(EventSourceResponse):
 
     async def _ping_once(self) -> None:
         try:
-            await self.write(PING)
+            await self.write(self._ping_bytes)
         except (ConnectionResetError, RuntimeError):  # gone, or the stream already ended
             self.stop_pinging()
             return
         if self._payload_writer is not None:
             self._sent_at_tick = self._payload_writer.output_size  # a ping is not traffic
-
-    async def send_chunk(self, chunk: Chunk) -> None:
-        await self.write(b"data: " + chunk.data + b"\n\n")
 
     async def close_stream(self, tail: bytes = b"") -> None:
         """The last bytes and the end of the chunked body in one write."""

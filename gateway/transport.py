@@ -185,7 +185,10 @@ class HttpTransport:
     def _request(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout | None = None) -> Any:
         headers = req.headers
         data = None
-        if req.json is not None:
+        if req.content is not None:
+            data = req.content
+            headers = {"Content-Type": "application/json", **headers}
+        elif req.json is not None:
             data = orjson.dumps(req.json)
             headers = {"Content-Type": "application/json", **headers}
         return self.session.request(req.method, req.url, headers=headers, data=data, timeout=timeout or self._timeout)

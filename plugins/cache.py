@@ -173,7 +173,8 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 @hookimpl
 async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
     state = ctx.app.get(CACHE)
-    if state is None or ctx.op is None or ctx.op.name not in CACHEABLE_OPS or not ctx.targets:
+    # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
+    if state is None or ctx.op is None or ctx.op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
         return None
     key = cache_key(ctx, state.per_key)
     if key is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -57,3 +58,16 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, explain: Call
 async def drain(stream: Any) -> list[Any]:
     """Every item of an SDK stream (so its errors surface), as a list."""
     return [item async for item in stream]
+
+
+async def terminate(proc: asyncio.subprocess.Process, wait_s: float = 15) -> int:
+    """SIGTERM a gateway subprocess (if it still runs) and wait for its exit code; killed, reaped
+    and the timeout raised when it does not stop in time."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(proc.wait(), wait_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise

@@ -9,6 +9,7 @@ is handled by the OpenAI-compatible base. Decisions: ``docs/providers/azure_open
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -39,6 +40,8 @@ class AzureOpenAIAdapter(OpenAICompatibleAdapter):
         # Lenient: accept the resource root with or without the /openai[/v1] suffix.
         self.base_url = self.base_url.removesuffix("/openai/v1").removesuffix("/openai")
         self.v1 = self.options.api_style == "v1"
+        # Responses is served on the v1 surface only (the classic one has no deployment path for it).
+        self.native_dialects = frozenset({"openai_responses"}) if self.v1 else frozenset()
         self.stream_usage = self.v1 or self.options.api_version[:10] >= STREAM_USAGE_SINCE
 
     def auth_headers(self) -> dict[str, str]:
@@ -56,6 +59,9 @@ class AzureOpenAIAdapter(OpenAICompatibleAdapter):
         # Quoted: a routed model name may contain "/" and must not reach another path.
         return (f"{self.base_url}/openai/deployments/{quote(model, safe='')}{PATHS[op.name]}"
                 f"?api-version={quote(self.options.api_version, safe='')}")
+
+    def native_request(self, path: str, content: bytes, headers: Mapping[str, str]) -> UpstreamRequest:
+        return UpstreamRequest("POST", f"{self.base_url}/openai/v1{path}", {**headers, **self.headers}, content=content)
 
     def models_request(self) -> UpstreamRequest | None:
         return None  # Azure lists base models, not deployments: the configured list is what routes

@@ -18,6 +18,7 @@ from plugins.providers.openai import CompatOptions, OpenAICompatibleAdapter
 class GrokAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = CompatOptions
     default_base_url: ClassVar[str | None] = "https://api.x.ai/v1"
+    native_dialects = frozenset({"openai_responses"})
 
     def parse_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         error = super().parse_error(status, body, headers)

@@ -162,6 +162,7 @@ class MockAdapter(OpenAIAdapter):
     options_model: ClassVar[type[BaseModel]] = MockOptions
     default_base_url: ClassVar[str | None] = "mock://offline"
     requires_api_key: ClassVar[bool] = False
+    native_dialects = frozenset()  # it speaks chat only: every dialect is translated for it
 
     def auth_headers(self) -> dict[str, str]:
         return {}

@@ -233,6 +233,10 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         self.check_supported(op)
         return UpstreamRequest("POST", self.url(op, model), dict(self.headers), self.prepare_body(op, body, model))
 
+    def native_request(self, path: str, content: bytes, headers: Mapping[str, str]) -> UpstreamRequest:
+        # A dialect the vendor serves itself (e.g. /responses) sits beside /chat/completions.
+        return UpstreamRequest("POST", self.base_url + path, {**headers, **self.headers}, content=content)
+
     # -- responses ----------------------------------------------------------------------------
     def parse_response(self, op: Operation, payload: Any, model: str) -> dict[str, Any]:
         if not isinstance(payload, dict):
@@ -330,5 +334,7 @@ class OpenAINativeTranslator(OpenAIStreamTranslator):
 
 class OpenAIAdapter(OpenAICompatibleAdapter):
     """OpenAI itself."""
+
+    native_dialects = frozenset({"openai_responses"})
 
     translator_class = OpenAINativeTranslator

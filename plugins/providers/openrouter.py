@@ -28,6 +28,7 @@ class OpenRouterOptions(CompatOptions):
 class OpenRouterAdapter(OpenAICompatibleAdapter):
     options_model: ClassVar[type[BaseModel]] = OpenRouterOptions
     default_base_url: ClassVar[str | None] = "https://openrouter.ai/api/v1"
+    native_dialects = frozenset({"openai_responses"})
     options: OpenRouterOptions
 
     def auth_headers(self) -> dict[str, str]:

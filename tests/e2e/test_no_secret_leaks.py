@@ -143,6 +143,29 @@ async def drive_error_paths(http: aiohttp.ClientSession, base: str, bodies: list
         assert await call(http, chat, bodies, json=wrong, headers=headers) == (401 if auth_on else 200)
     async with http.get(base + "/v1/models", headers={"Authorization": f"Bearer {WRONG_CLIENT_KEY}"}) as resp:
         bodies.append(await resp.text())
+    await drive_dialect_paths(http, base, bodies, expected, auth_on)
+
+
+async def drive_dialect_paths(
+    http: aiohttp.ClientSession, base: str, bodies: list[str], expected: dict[str, int], auth_on: bool
+) -> None:
+    """The same failures through /v1/messages (translated to the stub's chat API) and /v1/responses."""
+    messages = base + "/v1/messages"
+    good = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}
+    # The paths where a key could be echoed (the stub's 401 and 500 bodies carry it, a model name
+    # may be one); the rest is the chat loop's. Fewer requests: fewer stub timeouts on a busy machine.
+    for model in ("status-401", "status-500", "bad-json", VENDOR_KEY):
+        status = expected[model]
+        body = {"model": model, "max_tokens": 5, "messages": USER}
+        assert await call(http, messages, bodies, json=body, headers=good) == status
+    stream = {"model": "midstream", "max_tokens": 5, "messages": USER, "stream": True}
+    assert await call(http, messages, bodies, json=stream, headers=good) == 200
+    assert "event: error" in bodies[-2]
+    wrong = {"model": "mock-1", "max_tokens": 5, "messages": USER}
+    assert await call(http, messages, bodies, json=wrong, headers={"x-api-key": WRONG_CLIENT_KEY}) == (
+        401 if auth_on else 200)
+    responses = {"model": "status-401", "input": "hi"}  # the stub has no /responses: relayed, 404
+    await call(http, base + "/v1/responses", bodies, json=responses, headers={"Authorization": f"Bearer {CLIENT_KEY}"})
 
 
 async def wait_for_health_checks(http: aiohttp.ClientSession, base: str) -> str:

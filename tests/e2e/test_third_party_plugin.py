@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import openai
 import pytest
 import yaml
 
-from tests.support import free_port, wait_healthy
+from tests.support import free_port, terminate, wait_healthy
 
 DIST = Path(__file__).parents[1] / "thirdparty" / "llm-gateway-acme"
 KEY = "acme-upstream-key"
@@ -92,12 +91,5 @@ async def test_entry_point_provider_and_hook_plugin_work_with_no_gateway_change(
         sent = upstream.state.requests[0]
         assert sent.headers["authorization"] == f"Bearer {KEY}" and "logit_bias" not in sent.json
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
+        code = await terminate(proc)
     assert code == 0, read_log(log)

@@ -6,10 +6,12 @@ override the small hooks below instead of copying handlers.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
+from . import openai_responses
 from .base import SSE, ApiError, Call, EmulatorState, StreamReply, Vendor
 from .replies import Prompt, Reply, Turn, embedding, pack_floats, plan_reply, text_of, words
 from .server import add_routes, bearer_token
@@ -45,7 +47,8 @@ class OpenAIEmulator:
         p = self.prefix
         return [("POST", f"{p}/chat/completions", self.chat), ("POST", f"{p}/completions", self.completions),
                 ("POST", f"{p}/embeddings", self.embeddings), ("GET", f"{p}/models", self.models),
-                ("GET", f"{p}/models/{{model_id:.+}}", self.model)]
+                ("GET", f"{p}/models/{{model_id:.+}}", self.model),
+                ("POST", f"{p}/responses", partial(openai_responses.respond, self))]
 
     def public_paths(self) -> tuple[str, ...]:
         return ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import anthropic
 import openai
 import pytest
 from aiohttp import web
@@ -124,3 +125,19 @@ async def test_no_exporter_means_no_request_hooks(gateway, monkeypatch):
     gw = await gateway()
     assert TRACING not in gw.app
     assert gw.gw.pm.get_plugin("tracing.requests") is None
+
+
+async def test_dialect_requests_are_traced_under_the_dialect_name(gateway, emulator, receiver):
+    rec, endpoint = receiver
+    emu = await emulator("openai")
+    gw = await gateway(make_config(openai_provider(emu.url, native_dialects=[]),
+                                   telemetry={"endpoint": endpoint, "schedule_delay_ms": 50}))
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key="k", max_retries=0) as client:
+        await client.messages.create(model="gpt-4o-mini", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    async with openai.AsyncOpenAI(base_url=gw.v1, api_key="k", max_retries=0) as client:
+        await client.responses.create(model="gpt-4o-mini", input="hi")
+    await asyncio.to_thread(gw.app[TRACING].force_flush)
+    servers = [s for _, s in rec.spans if s.kind == s.SPAN_KIND_SERVER]
+    assert [s.name for s in servers] == ["messages gpt-4o-mini", "responses gpt-4o-mini"]
+    assert [attrs(s)["url.path"] for s in servers] == ["/v1/messages", "/v1/responses"]
+    assert all(attrs(s)["gen_ai.usage.input_tokens"] > 0 for s in servers)

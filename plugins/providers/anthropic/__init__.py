@@ -42,6 +42,7 @@ class AnthropicAdapter(ProviderAdapter):
     operations = frozenset({"chat", "completions"})
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     options: AnthropicOptions
+    native_dialects = frozenset({"anthropic_messages"})
 
     def __init__(self, name: str, config: Any, options: AnthropicOptions) -> None:
         super().__init__(name, config, options)
@@ -57,6 +58,10 @@ class AnthropicAdapter(ProviderAdapter):
             body = completions.chat_body(body, self.name)
         payload = build_payload(body, model, self.options, self.name)
         return UpstreamRequest("POST", self.base_url + "/v1/messages", dict(self.headers), payload)
+
+    def native_request(self, path: str, content: bytes, headers: Mapping[str, str]) -> UpstreamRequest:
+        # The client's anthropic-version / anthropic-beta go upstream as it sent them.
+        return UpstreamRequest("POST", f"{self.base_url}/v1{path}", {**self.headers, **headers}, content=content)
 
     def parse_response(self, op: Operation, payload: Any, model: str) -> dict[str, Any]:
         if op.name == "completions":
