@@ -123,6 +123,7 @@ class Dispatcher:
         self.scrubber = scrubber or Scrubber()
         self._on_attempt = hooks.has("gateway_upstream_attempt")
         self._on_attempt_done = hooks.has("gateway_upstream_attempt_done")
+        self._on_fallback = hooks.has("gateway_fallback")
 
     # Plain functions returning the coroutine: no coroutine layer of their own, which every
     # resumption of the request would pass through.
@@ -147,6 +148,14 @@ class Dispatcher:
             raise GatewayError("No target to route this request to.")
         for i, target in enumerate(targets):
             is_last = i + 1 == len(targets)
+            if i and self._on_fallback:
+                try:
+                    await self.hooks.all("gateway_fallback", ctx=ctx, target=target)
+                except GatewayError as exc:  # a plugin passed this target over (e.g. its rate limit)
+                    if is_last:
+                        raise
+                    last = exc
+                    continue
             retry = target.provider.config.retry
             for n in range(retry.attempts + 1):
                 try:

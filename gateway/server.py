@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,27 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool) -> None:
+WORKER_NAME = "llm-gateway-{}"
+
+
+def first_process() -> bool:
+    """Whether this process speaks for the whole server in start-up notices: the only process,
+    or worker 0 of ``--workers N`` (so a notice is logged once, not once per worker)."""
+    return multiprocessing.current_process().name in ("MainProcess", WORKER_NAME.format(0))
+
+
+def with_workers(loaded: Loaded, n: int) -> Loaded:
+    """The config as this server runs it: ``server.workers`` is the effective process count
+    (``--workers`` wins over the file), so plugins that divide work by it see the real number."""
+    if loaded.config.server.workers == n:
+        return loaded
+    server = loaded.config.server.model_copy(update={"workers": n})
+    return replace(loaded, config=loaded.config.model_copy(update={"server": server}))
+
+
+def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool, workers: int = 1) -> None:
     configure_logging()
-    loaded = load(config_path)
+    loaded = with_workers(load(config_path), workers)
     _run(loaded, host, port, reuse_port)
 
 
@@ -92,7 +111,7 @@ def _run(loaded: Loaded, host: str | None, port: int | None, reuse_port: bool) -
 def serve(loaded: Loaded, config_path: str | None, host: str | None, port: int | None, workers: int | None) -> int:
     n = workers or loaded.config.server.workers
     if n <= 1:
-        _run(loaded, host, port, reuse_port=False)
+        _run(with_workers(loaded, 1), host, port, reuse_port=False)
         return 0
     return _supervise(n, config_path, host, port)
 
@@ -101,7 +120,7 @@ def _supervise(n: int, config_path: str | None, host: str | None, port: int | No
     """Start N worker processes on one port and pass SIGTERM/SIGINT on to them."""
     ctx = multiprocessing.get_context("spawn")
     path = str(Path(config_path).resolve()) if config_path else None
-    procs = [ctx.Process(target=run_worker, args=(path, host, port, True), name=f"llm-gateway-{i}")
+    procs = [ctx.Process(target=run_worker, args=(path, host, port, True, n), name=WORKER_NAME.format(i))
              for i in range(n)]
     stopping = False
 

@@ -1,0 +1,273 @@
+"""Rate-limit buckets in Redis, shared by every worker and replica: ``rate_limit.backend: redis``.
+
+Algorithm: GCRA (the generic cell rate algorithm). Each limit is one number in Redis, its
+*theoretical arrival time* (TAT, microseconds on the Redis server's clock): with ``T = 60 s /
+per_minute`` per unit and tolerance ``tau = capacity x T``, a charge of ``c`` units fits when
+``max(TAT, now) + c*T - tau <= now``, and then ``TAT = max(TAT, now) + c*T``. That is exactly the
+leaky bucket the in-process backend runs (``level = (TAT - now) / T``), so the two backends admit
+the same requests, compute the same ``Retry-After`` and ``x-ratelimit-*`` values, and honour
+``window_s`` alike. GCRA over a token bucket: one plain string per limit instead of a two-field
+hash (one SET per write, a TTL that is simply ``TAT - now``), and a correction (refund or debt) is
+a single addition to the TAT.
+
+One round trip per admission: ``ADMIT`` reads every bucket that applies (global, provider, key;
+requests and tokens), and writes all of them only if all have room (all or nothing), with
+``TIME`` inside the script as the one clock, so processes never disagree about time. Keys expire
+when the bucket has drained (PX = TAT - now + 1 s). Keys share the hash tag ``{rl}`` so the script
+also runs on a Redis Cluster (one slot). Scripts are sent with EVALSHA; after a Redis restart the
+NOSCRIPT answer makes redis-py load them again and retry, transparently.
+
+Token reservations are settled with the real usage off the request path: ``settle`` puts the
+correction on a bounded in-process queue, and one task per process drains it in pipelined
+batches. ``SETTLE`` first sets a marker ``{rl}:settled:<id>`` (NX, 10 min): a settle replayed with
+the same id changes nothing. A settle Redis cannot take is applied to the local shares instead.
+
+Redis slow or gone: see ``StoreBreaker`` and ``rate_limit.on_store_error`` (``local`` enforces
+``limit / (workers x replicas)`` in this process, ``open`` admits, ``closed`` answers 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from redis.asyncio import Redis
+
+from gateway.errors import ServiceUnavailableError
+from plugins.ratelimit_backend import BucketView, Charge, Decision, InProcessBackend, Limit
+from plugins.store_breaker import STORE_ERRORS, StoreBreaker
+
+log = logging.getLogger("llm_gateway.ratelimit")
+
+ADMIT = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #KEYS
+local tat, new = {}, {}
+local ok = 1
+for i = 1, n do
+  local iv, tau, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local v = tonumber(redis.call('GET', KEYS[i])) or now
+  if v < now then v = now end
+  tat[i] = v
+  new[i] = v + cost * iv
+  if new[i] - tau > now + 1 then ok = 0 end
+end
+local out = {ok}
+for i = 1, n do
+  if ok == 1 then
+    redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX', math.ceil((new[i] - now) / 1000) + 1000)
+    out[i + 1] = new[i] - now
+  else
+    out[i + 1] = tat[i] - now
+  end
+end
+return out
+"""
+
+SETTLE = r"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = 2, #KEYS do
+  local iv, delta = tonumber(ARGV[2*i-2]), tonumber(ARGV[2*i-1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  local n = tat + delta * iv
+  if n <= now then
+    redis.call('DEL', KEYS[i])
+  else
+    redis.call('SET', KEYS[i], string.format('%.0f', n), 'PX', math.ceil((n - now) / 1000) + 1000)
+  end
+end
+return 1
+"""
+
+SETTLED_TTL_MS = 600_000
+SETTLE_BATCH = 64
+SETTLE_QUEUE = 10_000
+
+
+def interval_us(limit: Limit) -> float:
+    return 60_000_000 / limit.per_minute
+
+
+def view(charge: Charge, ahead_us: int, admitted: bool) -> BucketView:
+    """A bucket from the script's answer: how far its TAT is ahead of now (after the charge when
+    admitted, before it when not)."""
+    limit, iv = charge.limit, interval_us(charge.limit)
+    level = ahead_us / iv
+    wait = 0.0 if admitted else max(0.0, ahead_us + charge.amount * iv - limit.capacity * iv) / 1e6
+    return BucketView(limit, max(0.0, limit.capacity - level), ahead_us / 1e6, wait)
+
+
+class RedisBackend:
+    """``LimiterBackend`` on Redis, with a breaker and a per-process fallback."""
+
+    def __init__(self, client: Redis, *, prefix: str, policy: str, share: int, guard_s: float,
+                 slots: int, slot_wait_s: float) -> None:
+        self.client = client
+        self.admit_script = client.register_script(ADMIT)
+        self.settle_script = client.register_script(SETTLE)
+        self.prefix = f"{prefix}:{{rl}}:"
+        self.policy = policy  # on_store_error: local | open | closed
+        self.share = share  # processes a limit is divided between when enforced locally
+        self.guard_s = guard_s  # the most a store call may add to an admission
+        self.slot_wait_s = slot_wait_s
+        self.slot_count = slots
+        self.slots = asyncio.Semaphore(slots)  # connections admissions may hold; the rest wait
+        self.local = InProcessBackend()
+        self.breaker = StoreBreaker("rate limits", self.ping, degraded_note=self.degraded_note())
+        self.busy = 0  # admissions that found every connection taken for slot_wait_s
+        self.settles_dropped = 0
+        self._queue: asyncio.Queue[tuple[str, tuple[tuple[Limit, float], ...]]] = asyncio.Queue(SETTLE_QUEUE)
+        self._settler: asyncio.Task[None] | None = None
+        self._scaled: dict[Limit, Limit] = {}
+        self._keys: dict[Limit, tuple[str, str, str]] = {}
+
+    def degraded_note(self) -> str:
+        return {"local": f"enforcing 1/{self.share} of each limit in this process",
+                "open": "admitting every request", "closed": "answering 503"}[self.policy]
+
+    async def warm_up(self) -> None:
+        """At start-up: load the scripts and open the connections admissions use, so the first
+        burst of requests pays neither a NOSCRIPT round trip nor a connect."""
+        await self.client.script_load(ADMIT)
+        await self.client.script_load(SETTLE)
+        pool = self.client.connection_pool
+        connections = []
+        try:
+            for _ in range(self.slot_count):
+                connections.append(await pool.get_connection())
+        finally:
+            for connection in connections:
+                await pool.release(connection)
+
+    async def ping(self) -> None:
+        async with asyncio.timeout(self.guard_s):
+            await self.client.ping()
+
+    def encoded(self, limit: Limit) -> tuple[str, str, str]:
+        enc = self._keys.get(limit)
+        if enc is None:
+            iv = interval_us(limit)
+            enc = self._keys[limit] = (self.prefix + limit.key, repr(iv), repr(limit.capacity * iv))
+        return enc
+
+    async def acquire(self, charges: Sequence[Charge]) -> Decision:
+        if self.breaker.open:
+            return await self.degraded(charges)
+        if self.slots.locked():
+            try:  # a burst larger than the pool waits, bounded; that is not a store error
+                async with asyncio.timeout(self.slot_wait_s):
+                    await self.slots.acquire()
+            except TimeoutError:
+                self.busy += 1
+                return await self.degraded(charges)
+        else:
+            await self.slots.acquire()
+        try:
+            if self.breaker.open:  # it opened while this one waited for a connection
+                return await self.degraded(charges)
+            keys, args = [], []
+            for c in charges:
+                key, iv, tau = self.encoded(c.limit)
+                keys.append(key)
+                args += (iv, tau, repr(c.amount))
+            async with asyncio.timeout(self.guard_s):
+                reply: list[Any] = await self.admit_script(keys, args)
+        except STORE_ERRORS as exc:
+            self.breaker.failure(exc)
+            return await self.degraded(charges)
+        finally:
+            self.slots.release()
+        self.breaker.success()
+        admitted = reply[0] == 1
+        return Decision(admitted, tuple(view(c, int(a), admitted) for c, a in zip(charges, reply[1:], strict=True)))
+
+    def scaled(self, limit: Limit) -> Limit:
+        """This process's share of a limit, for ``on_store_error: local``."""
+        mine = self._scaled.get(limit)
+        if mine is None:
+            mine = self._scaled[limit] = replace(
+                limit, per_minute=max(1, math.ceil(limit.per_minute / self.share)),
+                capacity=max(1.0, math.ceil(limit.capacity / self.share)))
+        return mine
+
+    async def degraded(self, charges: Sequence[Charge]) -> Decision:
+        if self.policy == "open":
+            return Decision(True, ())
+        if self.policy == "closed":
+            raise ServiceUnavailableError(
+                "Rate limits cannot be checked right now (their shared store is unavailable).",
+                headers={"Retry-After": "1"})
+        local = [Charge(m, min(c.amount, m.capacity)) for c in charges for m in (self.scaled(c.limit),)]
+        return await self.local.acquire(local)
+
+    def settle(self, settle_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
+        if not adjustments:
+            return
+        if self._settler is None:
+            self._settler = asyncio.get_running_loop().create_task(self._drain())
+        try:
+            self._queue.put_nowait((settle_id, tuple(adjustments)))
+        except asyncio.QueueFull:
+            self.settles_dropped += 1
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < SETTLE_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self.settle_now(batch)
+            except Exception:  # never let one bad batch stop every later settle
+                log.exception("rate limits: settling %d requests failed", len(batch))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def settle_now(self, batch: Sequence[tuple[str, Sequence[tuple[Limit, float]]]]) -> list[Any]:
+        """Apply settles in one pipelined round trip; 1 per settle applied, 0 per replay."""
+        if not self.breaker.open:
+            pipe = self.client.pipeline(transaction=False)
+            for settle_id, adjustments in batch:
+                keys, args = [f"{self.prefix}settled:{settle_id}"], [str(SETTLED_TTL_MS)]
+                for limit, amount in adjustments:
+                    key, iv, _ = self.encoded(limit)
+                    keys.append(key)
+                    args += (iv, repr(amount))
+                await self.settle_script(keys, args, client=pipe)
+            try:
+                async with asyncio.timeout(max(1.0, self.guard_s)):
+                    return await pipe.execute()
+            except STORE_ERRORS as exc:
+                self.breaker.failure(exc)
+        for settle_id, adjustments in batch:  # the store is away: correct the shares enforced meanwhile
+            self.local.settle(settle_id, [(self.scaled(limit), amount) for limit, amount in adjustments])
+        return []
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def flush(self) -> None:
+        """Wait until every settle queued so far has been applied."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.flush()
+        settler, self._settler = self._settler, None
+        if settler is not None:
+            settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settler
+        await self.breaker.close()
+        await self.local.close()
