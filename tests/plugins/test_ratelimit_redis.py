@@ -27,7 +27,8 @@ def redis_config(url: str, *providers: dict[str, Any], **sections: Any) -> dict[
     """A Redis-backed config. The command timeout is roomier than the 50 ms default: these tests
     run on a shared, loaded machine and are not about timeouts (test_ratelimit_outage.py is)."""
     rate_limit = {"backend": "redis", **sections.pop("rate_limit", {})}
-    return make_config(*providers, redis={"url": url, "timeout_s": 0.5, "pool_wait_s": 2, "connect_timeout_s": 2}, rate_limit=rate_limit, **sections)
+    roomy = {"url": url, "timeout_s": 0.5, "pool_wait_s": 2, "connect_timeout_s": 2}
+    return make_config(*providers, redis=roomy, rate_limit=rate_limit, **sections)
 
 
 def backend_of(gw: Any) -> RedisBackend:
