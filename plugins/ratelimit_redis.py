@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from gateway.errors import ServiceUnavailableError
 from plugins.ratelimit_backend import BucketView, Charge, Decision, InProcessBackend, Limit
@@ -236,22 +237,31 @@ class RedisBackend:
     async def settle_now(self, batch: Sequence[tuple[str, Sequence[tuple[Limit, float]]]]) -> list[Any]:
         """Apply settles in one pipelined round trip; 1 per settle applied, 0 per replay."""
         if not self.breaker.open:
-            pipe = self.client.pipeline(transaction=False)
-            for settle_id, adjustments in batch:
-                keys, args = [f"{self.prefix}settled:{settle_id}"], [str(SETTLED_TTL_MS)]
-                for limit, amount in adjustments:
-                    key, iv, _ = self.encoded(limit)
-                    keys.append(key)
-                    args += (iv, repr(amount))
-                await self.settle_script(keys, args, client=pipe)
             try:
                 async with asyncio.timeout(max(1.0, self.guard_s)):
-                    return await pipe.execute()
+                    try:
+                        return await self._settle_pipeline(batch)
+                    except NoScriptError:  # Redis restarted: load the script, send the batch again
+                        await self.client.script_load(SETTLE)
+                        return await self._settle_pipeline(batch)
             except STORE_ERRORS as exc:
                 self.breaker.failure(exc)
         for settle_id, adjustments in batch:  # the store is away: correct the shares enforced meanwhile
             self.local.settle(settle_id, [(self.scaled(limit), amount) for limit, amount in adjustments])
         return []
+
+    async def _settle_pipeline(self, batch: Sequence[tuple[str, Sequence[tuple[Limit, float]]]]) -> list[Any]:
+        # Plain EVALSHA in the pipeline: redis-py's script objects would add a SCRIPT EXISTS
+        # round trip to every batch. A replay after NOSCRIPT is safe: settles are idempotent.
+        pipe = self.client.pipeline(transaction=False)
+        for settle_id, adjustments in batch:
+            keys, args = [f"{self.prefix}settled:{settle_id}"], [str(SETTLED_TTL_MS)]
+            for limit, amount in adjustments:
+                key, iv, _ = self.encoded(limit)
+                keys.append(key)
+                args += (iv, repr(amount))
+            pipe.evalsha(self.settle_script.sha, len(keys), *keys, *args)
+        return await pipe.execute()
 
     def pending(self) -> int:
         return self._queue.qsize()

@@ -151,6 +151,7 @@ async def test_scripts_are_all_or_nothing_and_reload_after_a_flush(redis_server,
     decision = await backend.acquire([Charge(roomy, 1)])
     assert decision.admitted and decision.views[0].remaining == pytest.approx(58, abs=0.01)
     assert backend.breaker.errors == 0
-    # A refund below empty deletes the key (nothing left to expire).
-    await backend.settle_now([("r1", [(roomy, -100)])])
+    # A refund below empty deletes the key (nothing left to expire); settles reload their script too.
+    redis_server.command("SCRIPT", "FLUSH")
+    assert await backend.settle_now([("r1", [(roomy, -100)])]) == [1]
     assert redis_server.command("EXISTS", backend.prefix + roomy.key) == b":0\r\n"
