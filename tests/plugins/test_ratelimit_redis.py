@@ -155,3 +155,15 @@ async def test_scripts_are_all_or_nothing_and_reload_after_a_flush(redis_server,
     redis_server.command("SCRIPT", "FLUSH")
     assert await backend.settle_now([("r1", [(roomy, -100)])]) == [1]
     assert redis_server.command("EXISTS", backend.prefix + roomy.key) == b":0\r\n"
+
+
+async def test_a_burst_larger_than_the_pool_waits_for_a_connection(gateway, http, redis_server):
+    """Two connections (one for admissions), 30 requests at once: they queue for it, nothing
+    counts as a store error and nothing falls back to the local shares."""
+    config = redis_config(redis_server.url, rate_limit={"requests_per_minute": 25, "replicas": 5})
+    config["redis"]["max_connections"] = 2
+    gw = await gateway(config)
+    statuses = sorted([r[0] for r in await asyncio.gather(*(chat(http, gw) for _ in range(30)))])
+    assert statuses.count(200) == 25 and statuses.count(429) == 5  # the shared 25, not a local 5
+    backend = backend_of(gw)
+    assert backend.breaker.errors == 0 and backend.busy == 0 and not backend.breaker.open
