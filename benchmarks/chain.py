@@ -21,7 +21,6 @@ settlements follow it off the request path (pipelined EVALSHAs of ``SETTLE``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import socket
 import subprocess
@@ -48,7 +47,7 @@ from bench_common import (
     wait_ready,
 )
 
-from plugins.ratelimit_redis import ADMIT, SETTLE
+from plugins.ratelimit_redis import ADMIT_SHA, SETTLE_SHA
 
 KEYS = 10_000
 HIGH = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
@@ -96,7 +95,7 @@ def monitor(port: int, seen: list[bytes], stop: threading.Event) -> None:
 
 
 def count_round_trips(port: int, redis_port: int, n: int) -> None:
-    admit, settle = hashlib.sha1(ADMIT.encode()).hexdigest(), hashlib.sha1(SETTLE.encode()).hexdigest()
+    admit, settle = ADMIT_SHA, SETTLE_SHA
     seen: list[bytes] = []
     stop = threading.Event()
     watcher = threading.Thread(target=monitor, args=(redis_port, seen, stop))
