@@ -159,13 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f".. {len(targets) - 1} servers ready; {KEYS} client keys in each chain config", flush=True)
         take_turns(targets, argparse.Namespace(rounds=args.rounds, seconds=args.seconds))
         count_round_trips(targets[-1][1], redis_port, args.count)
-        return 0
     except BenchError as exc:
         print(f"chain.py: {exc}", file=sys.stderr)
+        for name, proc in procs.procs:
+            if proc.poll() is not None:
+                print(f"chain.py: {name} exited {proc.returncode}:\n{procs.log_tail(name)}", file=sys.stderr)
+        print(f"chain.py: logs kept in {tmp}", file=sys.stderr)
         return 1
     finally:
         procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from random import getrandbits
 from typing import Literal
 
 from aiohttp import web
@@ -94,8 +93,10 @@ class RateLimitState:
 RATE_LIMIT: web.AppKey[RateLimitState] = web.AppKey("llm_gateway.ratelimit")
 # What this request was charged (and for which provider), so the token reservation can be
 # settled once usage is known.
-CHARGED: StashKey[list[tuple[Charge, str | None]]] = StashKey("ratelimit.charged")
+# Groups of charges, each with the provider whose target they were charged for.
+CHARGED: StashKey[list[tuple[tuple[Charge, ...], str | None]]] = StashKey("ratelimit.charged")
 log = logging.getLogger("llm_gateway.ratelimit")
+PROVIDER_KEY = "provider:"  # how a provider level's bucket names begin
 
 
 def make_limits(scope: str, key: str, spec: RateLimitSpec | None, window_s: float) -> tuple[Limit, ...]:
@@ -112,7 +113,7 @@ def settings_of(config: GatewayConfig) -> RateLimitSettings:
 def build_state(config: GatewayConfig, backend: LimiterBackend | None = None) -> RateLimitState | None:
     settings = settings_of(config)
     w = settings.window_s
-    providers = {p.name: make_limits(f"provider '{p.name}'", f"provider:{p.name}", p.rate_limit, w)
+    providers = {p.name: make_limits(f"provider '{p.name}'", f"{PROVIDER_KEY}{p.name}", p.rate_limit, w)
                  for p in config.providers}
     keys = {k.name: make_limits(f"key '{k.name}'", f"key:{k.name}", k.rate_limit, w) for k in config.auth.keys}
     state = RateLimitState(
@@ -239,9 +240,7 @@ async def gateway_request_received(ctx: RequestContext) -> None:
             continue
         if i:
             ctx.targets = ctx.targets[i:]
-        name = ctx.targets[0].provider.name if ctx.targets else None
-        mine = state.provider_limits.get(name or "", ())
-        ctx[CHARGED] = [(c, name if c.limit in mine else None) for c in charges]
+        ctx[CHARGED] = [(charges, ctx.targets[0].provider.name if ctx.targets else None)]
         ctx.response_headers.update(ratelimit_headers(decision.views))
         return
     assert first_refusal is not None
@@ -261,7 +260,7 @@ async def gateway_fallback(ctx: RequestContext, target: Target) -> None:
     charged = ctx.get(CHARGED)
     if charged is None:
         charged = ctx[CHARGED] = []
-    charged += [(c, target.provider.name) for c in charges]
+    charged.append((charges, target.provider.name))
     ctx.response_headers.update(ratelimit_headers(decision.views))
 
 
@@ -273,15 +272,17 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
     if not charged:
         return
     adjustments = []
-    for charge, provider in charged:
-        if charge.limit.kind == TOKENS:
-            used = used_tokens(outcome, charge.amount) if provider in (None, outcome.provider) else 0
-            if used != charge.amount:
-                adjustments.append((charge.limit, used - charge.amount))
+    for charges, provider in charged:
+        served = provider == outcome.provider
+        for charge in charges:
+            limit = charge.limit
+            if limit.kind == TOKENS:
+                mine = served or not limit.key.startswith(PROVIDER_KEY)
+                used = used_tokens(outcome, charge.amount) if mine else 0
+                if used != charge.amount:
+                    adjustments.append((limit, used - charge.amount))
     if adjustments:
-        # Not the client's x-request-id alone: a client must not be able to replay it to skip a debt.
-        settle_id = f"{ctx.request_id}:{getrandbits(64):016x}"
-        ctx.request.app[RATE_LIMIT].backend.settle(settle_id, adjustments)
+        ctx.request.app[RATE_LIMIT].backend.settle(ctx.request_id, adjustments)
 
 
 @hookimpl

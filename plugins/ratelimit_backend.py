@@ -74,11 +74,12 @@ class LimiterBackend(Protocol):
         """All or nothing: when every bucket has room for its amount, charge them all and return
         ``admitted``; otherwise charge none and say how long each one needs (``wait_s``)."""
 
-    def settle(self, settle_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
+    def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
         """Add each amount to its bucket without checking room (negative gives units back, never
         below empty): the correction once a request's real token usage is known. Called once
-        the client has its last byte; must not wait for a store (queue the work instead), and
-        a settle repeated with the same ``settle_id`` must change nothing."""
+        per request, after the client has its last byte; must not wait for a store (queue the
+        work instead). A backend that may deliver a settle twice makes it idempotent under an
+        id of its own derived from ``request_id`` (which a client may choose, so not it alone)."""
 
     async def close(self) -> None:
         """Release connections; called once at shutdown."""
@@ -128,7 +129,7 @@ class InProcessBackend:
             await self.bucket(c.limit).acquire(c.amount)
         return Decision(True, tuple(self.view(c, charged=True) for c in charges))
 
-    def settle(self, settle_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
+    def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
         # In-process, each request's settle is one call by construction: no id to remember.
         for limit, amount in adjustments:
             self.bucket(limit).force(amount)

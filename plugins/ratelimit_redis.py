@@ -36,6 +36,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from random import getrandbits
 from typing import Any
 
 from redis.asyncio import Redis
@@ -217,9 +218,12 @@ class RedisBackend:
         local = [Charge(m, min(c.amount, m.capacity)) for c in charges for m in (self.scaled(c.limit),)]
         return await self.local.acquire(local)
 
-    def settle(self, settle_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
+    def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
         if not adjustments:
             return
+        # The settle's own id, not the request id alone: a client may send the same
+        # x-request-id again, and must not be able to skip a debt that way.
+        settle_id = f"{request_id}:{getrandbits(64):016x}"
         if self._settler is None:
             self._settler = asyncio.get_running_loop().create_task(self._drain())
         try:

@@ -146,10 +146,10 @@ async def test_scripts_are_all_or_nothing_and_reload_after_a_flush(redis_server,
     assert (await backend.acquire([Charge(roomy, 1), Charge(full, 1)])).admitted
     decision = await backend.acquire([Charge(roomy, 1), Charge(full, 1)])
     assert not decision.admitted and decision.retry_after == pytest.approx(60, abs=0.1)
-    assert decision.views[0].remaining == pytest.approx(59, abs=0.01)  # roomy not charged again
+    assert decision.views[0].remaining == pytest.approx(59, abs=0.2)  # roomy not charged again
     redis_server.command("SCRIPT", "FLUSH")  # as after a restart: EVALSHA answers NOSCRIPT
     decision = await backend.acquire([Charge(roomy, 1)])
-    assert decision.admitted and decision.views[0].remaining == pytest.approx(58, abs=0.01)
+    assert decision.admitted and decision.views[0].remaining == pytest.approx(58, abs=0.2)
     assert backend.breaker.errors == 0
     # A refund below empty deletes the key (nothing left to expire); settles reload their script too.
     redis_server.command("SCRIPT", "FLUSH")
