@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import make_config
 from tests.plugins.test_ratelimit import chat
+from tests.support import free_port
 
 LIMIT = 30  # per minute; with replicas: 3 each process enforces 10 while Redis is away
 
@@ -75,3 +76,22 @@ async def test_redis_stopped_killed_and_back(policy, gateway, http, redis_privat
     assert len([m for m in lines if "unavailable" in m]) == 1
     assert len([m for m in lines if "answers again" in m]) == 1
     assert not any(str(redis_private.port) in m for m in lines)  # no URL, so never a password
+
+
+async def test_unreachable_redis_costs_little_and_never_shows_its_password(gateway, http, caplog):
+    """Nothing listens at the URL: refused at once, the breaker opens, requests are decided
+    locally; the URL's password is in no log line, health answer or metric."""
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://:canary-redis-password-1234@127.0.0.1:{free_port()}/0"
+    gw = await gateway(make_config(redis={"url": url}, rate_limit={
+        "backend": "redis", "replicas": 3, "requests_per_minute": LIMIT}))
+    results = [await timed(http, gw) for _ in range(12)]
+    assert [r[0] for r in results] == [200] * 10 + [429] * 2
+    assert max(r[3] for r in results) < 0.1
+    state = await limits_state(http, gw)
+    assert state["state"] == "degraded"
+    async with http.get(gw.url + "/metrics") as resp:
+        metrics = await resp.text()
+    seen = "\n".join(r.getMessage() for r in caplog.records) + str(state) + metrics
+    seen += "".join(str(r[2]) for r in results)
+    assert "canary-redis-password" not in seen
