@@ -47,7 +47,7 @@ from bench_common import (
     wait_ready,
 )
 
-from plugins.ratelimit_redis import ADMIT_SHA, SETTLE_SHA
+from plugins.ratelimit_gcra import ADMIT_SHA, SETTLE_SHA
 
 KEYS = 10_000
 HIGH = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}

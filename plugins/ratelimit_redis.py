@@ -1,14 +1,5 @@
 """Rate-limit buckets in Redis, shared by every worker and replica: ``rate_limit.backend: redis``.
-
-Algorithm: GCRA (the generic cell rate algorithm). Each limit is one number in Redis, its
-*theoretical arrival time* (TAT, microseconds on the Redis server's clock): with ``T = 60 s /
-per_minute`` per unit and tolerance ``tau = capacity x T``, a charge of ``c`` units fits when
-``max(TAT, now) + c*T - tau <= now``, and then ``TAT = max(TAT, now) + c*T``. That is exactly the
-leaky bucket the in-process backend runs (``level = (TAT - now) / T``), so the two backends admit
-the same requests, compute the same ``Retry-After`` and ``x-ratelimit-*`` values, and honour
-``window_s`` alike. GCRA over a token bucket: one plain string per limit instead of a two-field
-hash (one SET per write, a TTL that is simply ``TAT - now``), and a correction (refund or debt) is
-a single addition to the TAT.
+The buckets are GCRA state, checked and charged by the scripts in ``plugins.ratelimit_gcra``.
 
 One round trip per admission: ``ADMIT`` reads every bucket that applies (global, provider, key;
 requests and tokens), and writes all of them only if all have room (all or nothing), with
@@ -31,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from random import getrandbits
@@ -43,74 +34,16 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from gateway.errors import ServiceUnavailableError
-from plugins.ratelimit_backend import BucketView, Charge, Decision, InProcessBackend, Limit
+from plugins.ratelimit_backend import REQUESTS, BucketView, Charge, Decision, InProcessBackend, Limit
+from plugins.ratelimit_gcra import ADMIT, ADMIT_SHA, SETTLE, SETTLE_SHA, interval_us, view
 from plugins.store_breaker import STORE_ERRORS, StoreBreaker
 
 log = logging.getLogger("llm_gateway.ratelimit")
 
-ADMIT = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS
-local tat, new = {}, {}
-local ok = 1
-for i = 1, n do
-  local iv, tau, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
-  local v = tonumber(redis.call('GET', KEYS[i])) or now
-  if v < now then v = now end
-  tat[i] = v
-  new[i] = v + cost * iv
-  if new[i] - tau > now + 1 then ok = 0 end
-end
-local out = {ok}
-for i = 1, n do
-  if ok == 1 then
-    redis.call('SET', KEYS[i], string.format('%.0f', new[i]), 'PX', math.ceil((new[i] - now) / 1000) + 1000)
-    out[i + 1] = new[i] - now
-  else
-    out[i + 1] = tat[i] - now
-  end
-end
-return out
-"""
-
-SETTLE = r"""
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-for i = 2, #KEYS do
-  local iv, delta = tonumber(ARGV[2*i-2]), tonumber(ARGV[2*i-1])
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  local n = tat + delta * iv
-  if n <= now then
-    redis.call('DEL', KEYS[i])
-  else
-    redis.call('SET', KEYS[i], string.format('%.0f', n), 'PX', math.ceil((n - now) / 1000) + 1000)
-  end
-end
-return 1
-"""
-
-ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()
-SETTLE_SHA = hashlib.sha1(SETTLE.encode()).hexdigest()
 SETTLED_TTL_MS = 600_000
 SETTLE_BATCH = 64
 SETTLE_LINGER_S = 0.02
 SETTLE_QUEUE = 10_000
-
-
-def interval_us(limit: Limit) -> float:
-    return 60_000_000 / limit.per_minute
-
-
-def view(charge: Charge, ahead_us: int, admitted: bool) -> BucketView:
-    """A bucket from the script's answer: how far its TAT is ahead of now (after the charge when
-    admitted, before it when not)."""
-    limit, iv = charge.limit, interval_us(charge.limit)
-    level = ahead_us / iv
-    wait = 0.0 if admitted else max(0.0, ahead_us + charge.amount * iv - limit.capacity * iv) / 1e6
-    return BucketView(limit, max(0.0, limit.capacity - level), ahead_us / 1e6, wait)
 
 
 class RedisBackend:
@@ -134,6 +67,8 @@ class RedisBackend:
         self._settler: asyncio.Task[None] | None = None
         self._scaled: dict[Limit, Limit] = {}
         self._keys: dict[Limit, tuple[str, str, str]] = {}
+        # Requests limits Redis said are full, and until when (monotonic): see refused_here.
+        self._full: dict[Limit, float] = {}
 
     def degraded_note(self) -> str:
         return {"local": f"enforcing 1/{self.share} of each limit in this process",
@@ -164,7 +99,28 @@ class RedisBackend:
             enc = self._keys[limit] = (self.prefix + limit.key, repr(iv), repr(limit.capacity * iv))
         return enc
 
+    def refused_here(self, charges: Sequence[Charge]) -> Decision | None:
+        """A request a requests limit cannot take yet, refused without asking Redis. Exact, not
+        a guess: a requests bucket only fills (settles correct tokens only), so when Redis said a
+        request fits in ``w`` seconds, none fits before that, whoever charges it meanwhile. A
+        client hammering past its limit then costs Redis nothing (Envoy's ratelimit keeps the
+        same kind of local over-limit cache)."""
+        now = time.monotonic()
+        for c in charges:
+            until = self._full.get(c.limit)
+            if until is None:
+                continue
+            if until <= now:
+                del self._full[c.limit]
+                continue
+            limit, wait = c.limit, until - now
+            reset = wait + max(0.0, limit.capacity - 1) / limit.rate_per_s
+            return Decision(False, (BucketView(limit, 0.0, reset, wait),))
+        return None
+
     async def acquire(self, charges: Sequence[Charge]) -> Decision:
+        if self._full and (refused := self.refused_here(charges)) is not None:
+            return refused
         if self.breaker.open:
             return await self.degraded(charges)
         if self.slots.locked():
@@ -197,7 +153,13 @@ class RedisBackend:
             self.slots.release()
         self.breaker.success()
         admitted = reply[0] == 1
-        return Decision(admitted, tuple(view(c, int(a), admitted) for c, a in zip(charges, reply[1:], strict=True)))
+        views = tuple(view(c, int(a), admitted) for c, a in zip(charges, reply[1:], strict=True))
+        if not admitted:
+            now = time.monotonic()
+            for v in views:
+                if v.wait_s > 0 and v.limit.kind == REQUESTS:
+                    self._full[v.limit] = now + v.wait_s
+        return Decision(admitted, views)
 
     def scaled(self, limit: Limit) -> Limit:
         """This process's share of a limit, for ``on_store_error: local``."""

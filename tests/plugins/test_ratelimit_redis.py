@@ -167,3 +167,14 @@ async def test_a_burst_larger_than_the_pool_waits_for_a_connection(gateway, http
     assert statuses.count(200) == 25 and statuses.count(429) == 5  # the shared 25, not a local 5
     backend = backend_of(gw)
     assert backend.breaker.errors == 0 and backend.busy == 0 and not backend.breaker.open
+
+
+async def test_a_full_requests_limit_refuses_without_asking_redis_again(gateway, http, redis_server):
+    gw = await gateway(redis_config(redis_server.url, rate_limit={"requests_per_minute": 2}))
+    assert [(await chat(http, gw))[0] for _ in range(3)] == [200, 200, 429]  # the 429 from Redis
+    redis_server.command("CONFIG", "RESETSTAT")
+    for _ in range(3):
+        status, headers, body = await chat(http, gw)
+        assert_429(status, headers, body, "gateway", "requests")
+        assert headers["Retry-After"] == "30" and headers["x-ratelimit-remaining-requests"] == "0"
+    assert b"cmdstat_evalsha" not in redis_server.command("INFO", "commandstats")
