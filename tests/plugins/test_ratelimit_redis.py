@@ -178,3 +178,16 @@ async def test_a_full_requests_limit_refuses_without_asking_redis_again(gateway,
         assert_429(status, headers, body, "gateway", "requests")
         assert headers["Retry-After"] == "30" and headers["x-ratelimit-remaining-requests"] == "0"
     assert b"cmdstat_evalsha" not in redis_server.command("INFO", "commandstats")
+
+
+def test_a_request_without_max_tokens_reserves_the_default_cap():
+    from gateway.context import RequestContext
+    from gateway.operations import CHAT
+    from plugins.ratelimit_tokens import estimate_tokens
+
+    ctx = RequestContext(None, CHAT, "req")  # type: ignore[arg-type]
+    ctx.body = {"messages": [{"role": "user", "content": "x" * 40}]}
+    assert estimate_tokens(ctx) == 10
+    assert estimate_tokens(ctx, default_max_tokens=500) == 510
+    ctx.body["max_tokens"] = 7
+    assert estimate_tokens(ctx, default_max_tokens=500) == 17
