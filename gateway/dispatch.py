@@ -119,16 +119,21 @@ class Dispatcher:
         self.scrubber = scrubber or Scrubber()
         self._on_attempt = hooks.has("gateway_upstream_attempt")
         self._on_attempt_done = hooks.has("gateway_upstream_attempt_done")
+        # Before a fallback target's first attempt (e.g. to charge its provider's rate limit).
+        self._fallback = self._fallback_hook if hooks.has("gateway_fallback") else None
 
     # Plain functions returning the coroutine: no coroutine layer of their own, which every
     # resumption of the request would pass through.
     def send(self, ctx: RequestContext) -> Awaitable[dict[str, Any]]:
-        return through_targets(ctx, self._send_once)
+        return through_targets(ctx, self._send_once, self._fallback)
 
     def open_stream(self, ctx: RequestContext, raw_ok: bool = False) -> Awaitable[UpstreamStream]:
         """``raw_ok``: nobody wraps the chunks, so reads the translator passes through may be
         relayed as raw bytes."""
-        return through_targets(ctx, partial(self._stream_once, raw_ok=raw_ok))
+        return through_targets(ctx, partial(self._stream_once, raw_ok=raw_ok), self._fallback)
+
+    def _fallback_hook(self, ctx: RequestContext, target: Target) -> Awaitable[None]:
+        return self.hooks.all("gateway_fallback", ctx=ctx, target=target)
 
     def _begin(self, ctx: RequestContext, target: Target, stream: bool, panic: bool) -> Attempt:
         """Admission (concurrency limit; the circuit was asked once per target, in

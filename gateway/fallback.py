@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from gateway.routing import Target
 
 R = TypeVar("R")
+# Called before a fallback target's first attempt; raises a GatewayError to pass it over.
+Fallback = Callable[["RequestContext", "Target"], Awaitable[object]]
 log = logging.getLogger("llm_gateway.dispatch")
 
 
@@ -55,7 +57,9 @@ def backoff_delay(retry: RetryConfig, attempt: int, error: GatewayError) -> floa
     return delay
 
 
-def through_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]) -> Awaitable[R]:
+def through_targets(
+    ctx: RequestContext, once: Callable[..., Awaitable[R]], fallback: Fallback | None = None
+) -> Awaitable[R]:
     """Try each target in order; a target whose circuit is open is skipped. If every target
     was skipped for that reason, the request goes to the one that opened first anyway
     ("panic"): an open circuit steers traffic to healthier targets, it never refuses the
@@ -70,10 +74,10 @@ def through_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]) -> A
         if not allowed:
             panic(ctx, target)
         return on_target(ctx, target, once, time.monotonic(), True, panic=not allowed)
-    return across_targets(ctx, once)
+    return across_targets(ctx, once, fallback)
 
 
-async def across_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]]) -> R:
+async def across_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]], fallback: Fallback | None) -> R:
     targets = ctx.targets
     if not targets:
         raise GatewayError("No target to route this request to.")
@@ -86,13 +90,24 @@ async def across_targets(ctx: RequestContext, once: Callable[..., Awaitable[R]])
         if not target.provider.breaker.allow():
             shut.append(target)
             continue
+        is_last = i + 1 == len(targets)
+        if i and fallback is not None:
+            try:
+                await fallback(ctx, target)
+            except GatewayError as exc:  # a plugin passed this target over (e.g. its rate limit)
+                if is_last:
+                    raise
+                last = exc
+                continue
         try:
-            return await on_target(ctx, target, once, started, i + 1 == len(targets))
+            return await on_target(ctx, target, once, started, is_last)
         except MoveOn as move:
             last = move.error
     if last is None and shut:
         target = min(shut, key=lambda t: t.provider.breaker.opened_at)
         panic(ctx, target)
+        if target is not targets[0] and fallback is not None:
+            await fallback(ctx, target)
         return await on_target(ctx, target, once, started, True, panic=True)
     assert last is not None  # a target was tried, and only leaves through an error
     raise last

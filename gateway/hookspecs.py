@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.context import Outcome, Principal, RequestContext
     from gateway.errors import GatewayError
+    from gateway.routing import Target
     from gateway.transport import Attempt
 
 PROJECT = "llm_gateway"
@@ -91,6 +92,13 @@ def gateway_request_received(ctx: RequestContext) -> Any:
 def gateway_before_upstream(ctx: RequestContext) -> Any:
     """Last chance to answer without calling a vendor: return a ``ShortCircuit`` (e.g. a cache
     hit) to skip upstream. First non-None wins; may be async."""
+
+
+@hookspec
+def gateway_fallback(ctx: RequestContext, target: Target) -> Any:
+    """Before the first attempt on each fallback target (an alias's targets after the one the
+    request started with), awaited. Raise a ``GatewayError`` to pass this target over: the
+    dispatcher moves on to the next one, or answers with that error when none is left."""
 
 
 @hookspec

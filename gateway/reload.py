@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -98,6 +99,10 @@ class Reloader:
                 if self.path is None:
                     raise ConfigError([("", "this gateway was not started from a config file")])
                 loaded = await asyncio.to_thread(load, self.path, self.env)
+                # The server section is not reloaded (docs/reload.md): keep the running one, whose
+                # workers count is the effective one (--workers wins over the file).
+                server = self.current.config.server
+                loaded = replace(loaded, config=loaded.config.model_copy(update={"server": server}))
                 new = await self._build(loaded)
             except ConfigError as exc:
                 self.results["failed"] += 1

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,28 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool) -> None:
+WORKER_NAME = "llm-gateway-{}"
+
+
+def first_process() -> bool:
+    """Whether this process speaks for the whole server in start-up notices: the only process,
+    or worker 0 of ``--workers N`` (so a notice is logged once, not once per worker)."""
+    return multiprocessing.current_process().name in ("MainProcess", WORKER_NAME.format(0))
+
+
+def with_workers(loaded: Loaded, n: int) -> Loaded:
+    """The config as this server runs it: ``server.workers`` is the effective process count
+    (``--workers`` wins over the file), so plugins that divide work by it see the real number."""
+    if loaded.config.server.workers == n:
+        return loaded
+    server = loaded.config.server.model_copy(update={"workers": n})
+    return replace(loaded, config=loaded.config.model_copy(update={"server": server}))
+
+
+def run_worker(config_path: str | None, host: str | None, port: int | None, reuse_port: bool, workers: int = 1) -> None:
     ignore_reload_signal()
     configure_logging()
-    loaded = load(config_path)
+    loaded = with_workers(load(config_path), workers)
     _run(loaded, host, port, reuse_port)
 
 
@@ -117,7 +136,7 @@ def serve(
     ignore_reload_signal()
     with PidFile(pid_file or loaded.config.server.pid_file):
         if n <= 1:
-            _run(loaded, host, port, reuse_port=False)
+            _run(with_workers(loaded, 1), host, port, reuse_port=False)
             return 0
         return _supervise(n, config_path, host, port)
 
@@ -140,7 +159,7 @@ class Workers:
             self.procs.append(self.spawn(i))
 
     def spawn(self, i: int) -> Any:
-        p = self.ctx.Process(target=run_worker, args=self.args, name=f"llm-gateway-{i}")
+        p = self.ctx.Process(target=run_worker, args=self.args, name=WORKER_NAME.format(i))
         # An ignored signal stays ignored across exec: a reload passed on while a replacement
         # worker is still starting must not kill it (its own handler comes once it listens).
         previous = signal.signal(RELOAD_SIGNAL, signal.SIG_IGN) if RELOAD_SIGNAL is not None else None
@@ -193,7 +212,7 @@ def _supervise(n: int, config_path: str | None, host: str | None, port: int | No
     a metrics directory, so any of them answers ``/metrics`` for all."""
     path = str(Path(config_path).resolve()) if config_path else None
     with shared_metrics_dir() as metrics_dir:
-        workers = Workers((path, host, port, True), metrics_dir)
+        workers = Workers((path, host, port, True, n), metrics_dir)
         # Installed before the workers start, so an early SIGTERM still reaches all of them.
         signal.signal(signal.SIGTERM, workers.stop)
         signal.signal(signal.SIGINT, workers.stop)

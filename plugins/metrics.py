@@ -43,7 +43,7 @@ also written to the shared files every 0.5 s, not only when collected. One proce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -163,6 +163,7 @@ class GatewayMetrics:
         # Reloads are the same in every worker (each re-reads the file): not summed, but this
         # process's own counts, added to a --workers scrape (see process_only).
         self.reloads = ReloadCounts(reloads) if reloads is not None else None
+        self.extra: dict[str, Any] = {}  # see process_collector
         if self.reloads is not None:
             r.register(self.reloads)
         self.error_types = error_types()
@@ -207,12 +208,24 @@ class GatewayMetrics:
         for name in self.providers - self.open_streams.keys():
             self.track_streams(name)  # 0 from the start, not missing until the first stream
 
+    def process_collector(self, name: str, make: Callable[[], Any]) -> Any:
+        """Another plugin's collector (read at scrape time), registered once for the process's
+        life whatever the reloads, and in every scrape; with ``--workers`` it reports this
+        process's values only (they are not in the shared files)."""
+        collector = self.extra.get(name)
+        if collector is None:
+            collector = self.extra[name] = make()
+            self.registry.register(collector)
+        return collector
+
     def process_only(self) -> bytes:
         """The exposition of values kept in this process only (not in the shared files)."""
-        if self.reloads is None:
+        collectors = [*([self.reloads] if self.reloads is not None else []), *self.extra.values()]
+        if not collectors:
             return b""
         registry = CollectorRegistry()
-        registry.register(self.reloads)
+        for collector in collectors:
+            registry.register(collector)
         return generate_latest(registry)
 
     def track_streams(self, label: str) -> None:

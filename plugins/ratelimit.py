@@ -4,31 +4,39 @@
 
 A request is checked against every limit that applies to it, all or nothing, in
 ``gateway_request_received`` (after the other plugins there, so it sees the final body and never
-charges a request that another check rejects). The provider level uses the first target: a
-fallback target is not checked again when the dispatcher tries it. Tokens are a cheap estimate up
-front (prompt characters / 4, plus ``max_tokens`` x ``n``), corrected with the real usage in
-``gateway_request_finished``; a cache hit or a failed upstream call gives its estimate back.
+charges a request that another check rejects). The provider level uses the first target there;
+a fallback target's provider limits are charged in ``gateway_fallback`` before the dispatcher
+tries it. Tokens are reserved up front (prompt characters / 4, plus ``max_tokens`` x ``n``, or
+``default_max_tokens`` when the request sets none) and settled with the real usage in
+``gateway_request_finished``, after the client has its last byte; a cache hit or a failed upstream
+call gives its reservation back.
 
 Over a limit: 429 with ``Retry-After`` and OpenAI's ``x-ratelimit-*`` headers, unless the buckets
 would admit the request within ``max_wait_s``, in which case it waits. Bucket state is behind
-``LimiterBackend`` (see ``plugins.ratelimit_backend``), so a shared store can replace the in-process one.
+``LimiterBackend``: in this process (``backend: memory``, the default; see
+``plugins.ratelimit_backend``) or in Redis, shared by every worker and replica (``backend: redis``,
+see ``plugins.ratelimit_redis``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from gateway import Outcome, RateLimitError, RequestContext, StashKey, hookimpl
 from gateway.config import GatewayConfig, RateLimitSpec
+from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
+from gateway.routing import Target
+from gateway.server import first_process
 from plugins.ratelimit_backend import (
     REQUESTS,
     TOKENS,
@@ -39,10 +47,8 @@ from plugins.ratelimit_backend import (
     Limit,
     LimiterBackend,
 )
-
-# Message fields whose text a model reads; others (images, audio, files) are not priced per character.
-TEXT_KEYS = frozenset({"content", "text", "tool_calls", "function", "arguments", "name", "refusal"})
-CHARS_PER_TOKEN = 4
+from plugins.ratelimit_status import limits_health, redis_backend, start_backend
+from plugins.ratelimit_tokens import estimate_tokens, used_tokens
 
 
 class RateLimitSettings(RateLimitSpec):
@@ -53,6 +59,17 @@ class RateLimitSettings(RateLimitSpec):
     # A bucket holds this many seconds' worth of its rate (aiolimiter's time_period): 60 lets a
     # whole minute's quota arrive at once; smaller values smooth bursts. Never below one unit.
     window_s: float = Field(60.0, gt=0, le=3600)
+    # Where buckets live: this process (memory) or Redis, shared by every worker and replica.
+    backend: Literal["memory", "redis"] = "memory"
+    # Redis slow or gone: enforce this process's share of each limit (local), admit (open), or 503.
+    on_store_error: Literal["local", "open", "closed"] = "local"
+    # Replicas of this gateway (pods, hosts) sharing the limits; with the workers of each, the
+    # number of processes a limit is divided between under on_store_error: local.
+    replicas: int = Field(1, ge=1, le=10_000)
+    # Completion tokens reserved for a request that sets no max_tokens (0: the prompt only).
+    default_max_tokens: int = Field(0, ge=0)
+    # Redis key prefix, so several gateways (or environments) can share one Redis.
+    key_prefix: str = Field("llmgw", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +79,7 @@ class RateLimitState:
     global_limits: tuple[Limit, ...]
     provider_limits: dict[str, tuple[Limit, ...]]
     key_limits: dict[str, tuple[Limit, ...]]
+    default_max_tokens: int = 0
 
     def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
         limits = self.global_limits
@@ -73,8 +91,12 @@ class RateLimitState:
 
 
 RATE_LIMIT: web.AppKey[RateLimitState] = web.AppKey("llm_gateway.ratelimit")
-# What this request was charged, so the token estimate can be corrected once usage is known.
-CHARGED: StashKey[tuple[Charge, ...]] = StashKey("ratelimit.charged")
+# What this request was charged (and for which provider), so the token reservation can be
+# settled once usage is known.
+# Groups of charges, each with the provider whose target they were charged for.
+CHARGED: StashKey[list[tuple[tuple[Charge, ...], str | None]]] = StashKey("ratelimit.charged")
+log = logging.getLogger("llm_gateway.ratelimit")
+PROVIDER_KEY = "provider:"  # how a provider level's bucket names begin
 
 
 def make_limits(scope: str, key: str, spec: RateLimitSpec | None, window_s: float) -> tuple[Limit, ...]:
@@ -84,41 +106,23 @@ def make_limits(scope: str, key: str, spec: RateLimitSpec | None, window_s: floa
     return tuple(Limit.of(scope, f"{key}:{kind}", kind, n, window_s) for kind, n in pairs if n)
 
 
+def settings_of(config: GatewayConfig) -> RateLimitSettings:
+    return config.section("rate_limit") or RateLimitSettings()
+
+
 def build_state(config: GatewayConfig, backend: LimiterBackend | None = None) -> RateLimitState | None:
-    settings: RateLimitSettings = config.section("rate_limit") or RateLimitSettings()
+    settings = settings_of(config)
     w = settings.window_s
-    providers = {p.name: make_limits(f"provider '{p.name}'", f"provider:{p.name}", p.rate_limit, w)
+    providers = {p.name: make_limits(f"provider '{p.name}'", f"{PROVIDER_KEY}{p.name}", p.rate_limit, w)
                  for p in config.providers}
     keys = {k.name: make_limits(f"key '{k.name}'", f"key:{k.name}", k.rate_limit, w) for k in config.auth.keys}
     state = RateLimitState(
         backend or InProcessBackend(), settings.max_wait_s, make_limits("gateway", "global", settings, w),
         {name: limits for name, limits in providers.items() if limits},
         {name: limits for name, limits in keys.items() if limits},
+        settings.default_max_tokens,
     )
     return state if state.global_limits or state.provider_limits or state.key_limits else None
-
-
-def text_chars(value: Any) -> int:
-    """Characters of text in a prompt, messages or embeddings input; a token id counts as 4."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, int):
-        return CHARS_PER_TOKEN
-    if isinstance(value, list):
-        return sum(text_chars(v) for v in value)
-    if isinstance(value, dict):
-        return sum(text_chars(v) for k, v in value.items() if k in TEXT_KEYS)
-    return 0
-
-
-def estimate_tokens(ctx: RequestContext) -> int:
-    body = ctx.body
-    prompt = body.get(ctx.op.input_field) if ctx.op is not None else None
-    completion = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    n = body.get("n") or 1
-    if not isinstance(completion, int) or not isinstance(n, int):
-        completion, n = 0, 1
-    return math.ceil(text_chars(prompt) / CHARS_PER_TOKEN) + completion * max(n, 1)
 
 
 def format_duration(seconds: float) -> str:
@@ -170,33 +174,56 @@ async def admit(state: RateLimitState, charges: Sequence[Charge]) -> Decision:
         await asyncio.sleep(wait)
 
 
-def used_tokens(outcome: Outcome, estimate: float) -> float:
-    """What the request really cost: its usage, none for a cache hit or a failed upstream call,
-    and the estimate when unknown (a stream without usage, a client that went away)."""
-    if outcome.cache == "hit":
-        return 0
-    if outcome.usage is not None:
-        return outcome.usage.total_tokens
-    if outcome.status >= 400 and outcome.status != 499:
-        return 0
-    return estimate
-
-
 @hookimpl
 def gateway_config_sections() -> dict[str, type[BaseModel]]:
     return {"rate_limit": RateLimitSettings}
 
 
 @hookimpl
+def gateway_check_config(config: GatewayConfig) -> list[tuple[str, str]]:
+    settings = config.section("rate_limit")
+    if settings is not None and settings.backend == "redis" and config.redis is None:
+        return [("rate_limit.backend", "redis needs a top-level redis section (redis.url) to share limits in")]
+    return []
+
+
+@hookimpl
 def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
-    # Kept over a configuration reload (buckets and all) when no limit changed.
+    settings = settings_of(config)
+    processes = config.server.workers * settings.replicas
+
+    def build() -> RateLimitState | None:
+        state = build_state(config)
+        if state is not None and settings.backend == "redis":
+            state = replace(state, backend=redis_backend(app[REDIS], settings, processes))
+        return state
+
+    # Kept over a configuration reload (buckets, Redis backend and all) when no limit changed.
     limits = (config.section("rate_limit"), config.redis, [(p.name, p.rate_limit) for p in config.providers],
               [(k.name, k.rate_limit) for k in config.auth.keys])
-    state = carry_over(app, RATE_LIMIT, limits, lambda: build_state(config))
+    state = carry_over(app, RATE_LIMIT, limits, build)
     if state is None:
         stand_down(app, sys.modules[__name__])  # no limits configured: nothing on the request path
         return
+    if settings.backend != "redis" and processes > 1 and first_process():
+        log.warning(
+            "rate limits are per process: each of %d gateway processes enforces every limit on its own, "
+            "so together they admit up to %d times each limit; set rate_limit.backend: redis to share them",
+            processes, processes)
     app[RATE_LIMIT] = state
+    app.router.add_get("/health/limits", limits_health)
+
+
+@hookimpl
+async def gateway_startup(app: web.Application) -> None:
+    state = app.get(RATE_LIMIT)
+    if state is not None:
+        await start_backend(app, state.backend)
+
+
+def charges_for(ctx: RequestContext, state: RateLimitState, limits: Sequence[Limit]) -> tuple[Charge, ...]:
+    tokens = estimate_tokens(ctx, state.default_max_tokens) if any(lim.kind == TOKENS for lim in limits) else 0
+    return tuple(Charge(lim, 1 if lim.kind == REQUESTS else min(tokens, lim.capacity)) for lim in limits)
 
 
 @hookimpl(trylast=True)
@@ -213,9 +240,7 @@ async def gateway_request_received(ctx: RequestContext) -> None:
         if not limits:  # nothing limits this target
             ctx.targets = ctx.targets[i:]
             return
-        tokens = estimate_tokens(ctx) if any(limit.kind == TOKENS for limit in limits) else 0
-        charges = tuple(Charge(limit, 1 if limit.kind == REQUESTS else min(tokens, limit.capacity))
-                        for limit in limits)
+        charges = charges_for(ctx, state, limits)
         try:
             decision = await admit(state, charges)
         except RateLimitError as exc:
@@ -223,7 +248,7 @@ async def gateway_request_received(ctx: RequestContext) -> None:
             continue
         if i:
             ctx.targets = ctx.targets[i:]
-        ctx[CHARGED] = charges
+        ctx[CHARGED] = [(charges, ctx.targets[0].provider.name if ctx.targets else None)]
         ctx.response_headers.update(ratelimit_headers(decision.views))
         return
     assert first_refusal is not None
@@ -231,16 +256,41 @@ async def gateway_request_received(ctx: RequestContext) -> None:
 
 
 @hookimpl
-async def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    charges = ctx.get(CHARGED)
-    if not charges:
+async def gateway_fallback(ctx: RequestContext, target: Target) -> None:
+    """A fallback target is served under its own provider's limits: charge them before it is
+    tried (the global and key limits were charged once, at admission)."""
+    state = ctx.app.get(RATE_LIMIT)
+    limits = state.provider_limits.get(target.provider.name) if state is not None else None
+    if not limits:
         return
-    state = ctx.app[RATE_LIMIT]
-    for charge in charges:
-        if charge.limit.kind == TOKENS:
-            delta = used_tokens(outcome, charge.amount) - charge.amount
-            if delta:
-                await state.backend.adjust(charge.limit, delta)
+    charges = charges_for(ctx, state, limits)  # type: ignore[arg-type]
+    decision = await admit(state, charges)  # type: ignore[arg-type]
+    charged = ctx.get(CHARGED)
+    if charged is None:
+        charged = ctx[CHARGED] = []
+    charged.append((charges, target.provider.name))
+    ctx.response_headers.update(ratelimit_headers(decision.views))
+
+
+@hookimpl
+def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
+    """Settle token reservations with the real usage. A provider's charges for an attempt that
+    did not serve the request (a fallback followed) are given back in full."""
+    charged = ctx.get(CHARGED)
+    if not charged:
+        return
+    adjustments = []
+    for charges, provider in charged:
+        served = provider == outcome.provider
+        for charge in charges:
+            limit = charge.limit
+            if limit.kind == TOKENS:
+                mine = served or not limit.key.startswith(PROVIDER_KEY)
+                used = used_tokens(outcome, charge.amount) if mine else 0
+                if used != charge.amount:
+                    adjustments.append((limit, used - charge.amount))
+    if adjustments:
+        ctx.app[RATE_LIMIT].backend.settle(ctx.request_id, adjustments)
 
 
 @hookimpl

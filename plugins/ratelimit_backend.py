@@ -4,10 +4,11 @@ Every limit is a leaky bucket (aiolimiter's model): it holds at most ``capacity`
 at ``per_minute / 60`` units a second; a request fits when ``level + amount <= capacity``, and
 otherwise fits after ``(level + amount - capacity) / rate`` seconds, which is its Retry-After.
 
-A backend shared between gateway processes (Redis, say) implements the same two calls: ``acquire``
-must be atomic over all the buckets it is given (a Lua script, for Redis), and ``adjust`` is a
-plain increment that may take a bucket over its capacity or, negative, give units back. Buckets
-are named by ``Limit.key``; a backend creates one on first use from the ``Limit`` it is given.
+A backend shared between gateway processes (``plugins.ratelimit_redis``) implements the same calls:
+``acquire`` must be atomic over all the buckets it is given (a Lua script, for Redis), and
+``settle`` applies a request's corrections (plain increments that may take a bucket over its
+capacity or, negative, give units back) exactly once per settle id, without blocking the caller.
+Buckets are named by ``Limit.key``; a backend creates one on first use from the ``Limit`` given.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ class LimiterBackend(Protocol):
         """All or nothing: when every bucket has room for its amount, charge them all and return
         ``admitted``; otherwise charge none and say how long each one needs (``wait_s``)."""
 
-    async def adjust(self, limit: Limit, amount: float) -> None:
-        """Add ``amount`` to a bucket without checking room (negative gives units back, never
-        below empty): the correction once a request's real token usage is known."""
+    def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
+        """Add each amount to its bucket without checking room (negative gives units back, never
+        below empty): the correction once a request's real token usage is known. Called once
+        per request, after the client has its last byte; must not wait for a store (queue the
+        work instead). A backend that may deliver a settle twice makes it idempotent under an
+        id of its own derived from ``request_id`` (which a client may choose, so not it alone)."""
 
     async def close(self) -> None:
         """Release connections; called once at shutdown."""
@@ -125,8 +129,10 @@ class InProcessBackend:
             await self.bucket(c.limit).acquire(c.amount)
         return Decision(True, tuple(self.view(c, charged=True) for c in charges))
 
-    async def adjust(self, limit: Limit, amount: float) -> None:
-        self.bucket(limit).force(amount)
+    def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
+        # In-process, each request's settle is one call by construction: no id to remember.
+        for limit, amount in adjustments:
+            self.bucket(limit).force(amount)
 
     async def close(self) -> None:
         self._buckets.clear()

@@ -178,3 +178,20 @@ def test_report_pairs_each_pass_with_the_relays_same_pass():
     assert "first chunk over direct 1.20 ms 0.90 ms (median 1.05 ms)" in line
     assert "ns c64" not in line  # no such results: no figure
     assert per_pass(gateway, relay, None).count("added p50") == 0  # needs the direct call
+
+
+@pytest.mark.skipif(not (shutil.which("wrk") and shutil.which("taskset")), reason="benchmarks/chain.py drives wrk")
+def test_chain_compares_both_rate_limit_backends_and_counts_redis_round_trips():
+    """One one-second turn per target of benchmarks/chain.py, and its Redis command count: one
+    admission script per request."""
+    from tests.services import require_binary
+
+    require_binary("redis-server")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "chain.py"), "--rounds", "1", "--seconds", "1", "--count", "20"],
+        cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for name in ("relay", "gateway", "chain-memory", "chain-redis"):
+        assert re.search(rf"^\| {name} \| \d+ \| \d+ \|", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^\| EVALSHA ADMIT \| 20 \| 1\.00 \|$", proc.stdout, re.M), proc.stdout

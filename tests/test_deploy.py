@@ -105,7 +105,7 @@ def test_every_yaml_file_parses_to_mappings(path: Path) -> None:
 
 
 def test_compose_has_the_five_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"gateway", "otel-collector", "jaeger", "prometheus", "grafana"}
+    assert set(compose["services"]) == {"gateway", "otel-collector", "jaeger", "prometheus", "grafana", "redis"}
     assert "opentelemetry-collector-contrib" in compose["services"]["otel-collector"]["image"]
     assert compose["services"]["jaeger"]["image"].startswith("jaegertracing/all-in-one:")
     assert compose["services"]["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
@@ -487,3 +487,17 @@ def test_deploy_doc_covers_each_way_to_run() -> None:
     for needle in ("docker compose", "16686", "3000", "kubectl apply -k", "build.sh", "build.ps1",
                    "llm-gateway.service", "estimate"):
         assert needle in doc, needle
+
+
+# --- shared state across replicas (docs/scaling-out.md) --------------------------------------------
+
+
+def test_stacks_share_rate_limits_through_redis(compose: dict[str, Any], k8s: dict[str, list[Any]]) -> None:
+    gw = compose["services"]["gateway"]
+    assert gw["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert gw["environment"]["REDIS_URL"].endswith("redis://redis:6379/0}")
+    assert "ports" not in compose["services"]["redis"]  # internal only
+    assert "REDIS_URL" in k8s["Secret"][0]["stringData"]
+    for name, config in shipped_configs(k8s).items():
+        assert config["rate_limit"]["backend"] == "redis", name
+        assert config["redis"]["url"].startswith("${REDIS_URL"), name
