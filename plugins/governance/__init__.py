@@ -9,6 +9,7 @@ whole design.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -45,6 +46,13 @@ def gateway_check_config(config: GatewayConfig) -> list[tuple[str, str]]:
         if name.partition("/")[0] not in names:
             problems.append((f"pricing.{name}", f"'{name.partition('/')[0]}' is not a configured provider"))
     return problems
+
+
+@hookimpl
+def gateway_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    from plugins.governance.cli import add_commands
+
+    add_commands(subparsers)
 
 
 @hookimpl

@@ -33,7 +33,7 @@ from plugins.governance.admin_models import (
 from plugins.governance.records import KeyRecord, TeamRecord, window
 from plugins.governance.service import Governance
 from plugins.governance.store import GROUP_COLUMNS, StoreError, replace
-from plugins.governance.virtual_keys import new_secret
+from plugins.governance.virtual_keys import KeyIndex, new_secret
 
 Handler = Callable[[web.Request, Governance], Awaitable[web.Response]]
 
@@ -93,12 +93,12 @@ def find_team(gov: Governance, request: web.Request) -> TeamRecord:
     return team
 
 
-def key_fields(gov: Governance, data: KeyInput, fields: set[str]) -> dict[str, Any]:
+def key_fields(index: KeyIndex, data: KeyInput, fields: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in fields:
         value = getattr(data, name)
         if name == "team":
-            if value is not None and gov.index.live_team(value) is None:
+            if value is not None and index.live_team(value) is None:
                 raise InvalidRequestError(f"team: no team with id '{str(value)[:64]}'", param="team")
             out["team_id"] = value
         elif name == "rate_limit":
@@ -112,12 +112,17 @@ def key_fields(gov: Governance, data: KeyInput, fields: set[str]) -> dict[str, A
     return out
 
 
-async def create_key(request: web.Request, gov: Governance) -> web.Response:
-    data = parse(KeyInput, await body_of(request))
+def new_key(index: KeyIndex, data: KeyInput) -> tuple[KeyRecord, str]:
+    """A new key's record and its secret (for the caller to show once, then forget)."""
     secret, digest, hint = new_secret()
     now = time.time()
     record = KeyRecord(id="key_" + secrets.token_hex(8), digest=digest, hint=hint, name=data.name,
-                       created_at=now, updated_at=now, **key_fields(gov, data, data.model_fields_set - {"name"}))
+                       created_at=now, updated_at=now, **key_fields(index, data, data.model_fields_set - {"name"}))
+    return record, secret
+
+
+async def create_key(request: web.Request, gov: Governance) -> web.Response:
+    record, secret = new_key(gov.index, parse(KeyInput, await body_of(request)))
     saved = await gov.store.save_key(record)
     gov.index.apply([saved], [])
     return json_response({**render_key(gov, saved), "key": secret}, status=201)
@@ -136,7 +141,7 @@ async def patch_key(request: web.Request, gov: Governance) -> web.Response:
     key = find_key(gov, request)
     data = parse(KeyPatch, await body_of(request))
     saved = await gov.store.save_key(replace(key, updated_at=time.time(),
-                                             **key_fields(gov, data, data.model_fields_set)))
+                                             **key_fields(gov.index, data, data.model_fields_set)))
     gov.index.apply([saved], [])
     return json_response(render_key(gov, saved))
 
