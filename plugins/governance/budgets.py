@@ -148,8 +148,8 @@ class RedisLedger:
     def _down(self, exc: BaseException) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("budget counters: Redis unreachable (%s); using this process's counters",
-                        type(exc).__name__)
+            log.warning("budget counters: Redis unreachable (%s: %s); using this process's counters",
+                        type(exc).__name__, exc)
 
     def _up(self) -> None:
         if self._down_since is not None:

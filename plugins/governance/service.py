@@ -41,6 +41,7 @@ class Governance:
         self.writer = SpendWriter(self.store, self.local, store.queue_max, store.flush_interval_s,
                                   store.retention_days)
         self.store_open = False
+        self.polled = asyncio.Event()  # set after each change poll (tests wait on it)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, redis: Redis | None) -> None:
@@ -61,6 +62,8 @@ class Governance:
         keys, teams = await self.store.changes_since(self.index.seq)
         self.index.apply(keys, teams)
         self.index.loaded = True
+        self.polled.set()
+        self.polled = asyncio.Event()
 
     async def keep_in_step(self) -> None:
         """Every ``poll_interval_s``: apply key and team changes made by any process. A store that
