@@ -142,6 +142,8 @@ class Accounting:
                 return reservation.prompt_cost
             return 0.0
         cost = self.gov.prices.cost(outcome.provider, outcome.model or "", usage)
+        if cost is not None:
+            cost = round(cost, 12)  # float noise off the logs and records (a pico-dollar)
         label = (outcome.provider, outcome.model or "")
         if cost is None:
             self.unpriced[label] += 1
