@@ -41,7 +41,7 @@ class GovernanceCollector:
         yield unpriced
         writer = self.gov.writer
         yield GaugeMetricFamily("llm_gateway_spend_records_buffered", "Spend records waiting for the store.",
-                                value=len(writer.buffer))
+                                value=writer.waiting)
         yield CounterMetricFamily("llm_gateway_spend_records_written", "Spend records written to the store.",
                                   value=writer.written)
         yield CounterMetricFamily("llm_gateway_spend_records_dropped",

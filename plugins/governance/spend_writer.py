@@ -46,6 +46,12 @@ class SpendWriter:
         self._last_sync = 0.0
         self._next_prune = 0.0
         self._stopping = False
+        self._in_flight = 0
+
+    @property
+    def waiting(self) -> int:
+        """Records not yet in the store: buffered, and the batch being written."""
+        return len(self.buffer) + self._in_flight
 
     def add(self, event: SpendEvent) -> None:
         if len(self.buffer) >= self.max_events:
@@ -78,9 +84,11 @@ class SpendWriter:
         buckets = (*(window(p, now) for p in PERIODS), "all")
         full = buckets != self._buckets
         since = 0.0 if full else self._last_sync - SYNC_MARGIN_S
+        self._in_flight = len(batch)
         try:
             totals = await self.store.write_spend(batch, buckets, since)
         except StoreError as exc:
+            self._in_flight = 0
             self.buffer.extendleft(reversed(batch))
             if self.healthy:
                 log.warning("spend store unavailable (%s); buffering up to %d records", exc, self.max_events)
@@ -89,6 +97,7 @@ class SpendWriter:
         if not self.healthy:
             log.warning("spend store available again; %d records waiting", len(self.buffer))
         self.healthy = True
+        self._in_flight = 0
         self._buckets, self._last_sync = buckets, now
         self.ledger.synced(flushed_per_counter(batch), totals, full)
         self.written += len(batch)
