@@ -21,7 +21,7 @@ import orjson
 from gateway import Outcome, PermissionDeniedError, RateLimitError, RequestContext, StashKey, hookimpl
 from plugins.governance.budgets import Counter, Limit
 from plugins.governance.pricing import Rates
-from plugins.governance.records import PERIODS, KeyRecord, SpendEvent, seconds_to_reset, window
+from plugins.governance.records import KeyRecord, SpendEvent, WindowClock, seconds_to_reset
 from plugins.governance.service import Governance
 
 CLIENT_GONE = 499
@@ -36,11 +36,6 @@ class Reservation:
 
 
 RESERVATION: StashKey[Reservation] = StashKey("governance.reservation")
-
-
-def windows_of(scope: str, ident: str, now: float) -> tuple[Counter, ...]:
-    """Every window a cost counts in, whatever the budget's period (a budget may change period)."""
-    return (*((scope, ident, window(p, now)) for p in PERIODS), (scope, ident, "all"))
 
 
 def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) -> tuple[float, float]:
@@ -63,6 +58,7 @@ class Accounting:
         self.check_models = check_models
         self.cost = defaultdict(float)  # (provider, model) -> USD, read by the metrics collector
         self.unpriced: dict[tuple[str, str], int] = defaultdict(int)
+        self.clock = WindowClock()
 
     def key_of(self, ctx: RequestContext) -> KeyRecord | None:
         principal = ctx.principal
@@ -83,10 +79,10 @@ class Accounting:
         limits: list[Limit] = []
         periods: list[str | None] = []
         if key.budget_usd is not None:
-            limits.append((("key", key.id, window(key.budget_period, now)), key.budget_usd))
+            limits.append((("key", key.id, self.clock.label(key.budget_period, now)), key.budget_usd))
             periods.append(key.budget_period)
         if team is not None and team.budget_usd is not None:
-            limits.append((("team", team.id, window(team.budget_period, now)), team.budget_usd))
+            limits.append((("team", team.id, self.clock.label(team.budget_period, now)), team.budget_usd))
             periods.append(team.budget_period)
         if not limits:
             return
@@ -122,10 +118,13 @@ class Accounting:
         windows: tuple[Counter, ...] = ()
         team_id = ""
         if key is not None:
-            windows = windows_of("key", key.id, now)
-            if key.team_id:
-                team_id = key.team_id
-                windows += windows_of("team", key.team_id, now)
+            # The spend counts in the current window of the key's period and of its team's (the
+            # window a budget is checked against; "all" without a period).
+            windows = (("key", key.id, self.clock.label(key.budget_period, now)),)
+            team = self.gov.index.teams.get(key.team_id) if key.team_id else None
+            if team is not None:
+                team_id = team.id
+                windows += (("team", team.id, self.clock.label(team.budget_period, now)),)
         self.gov.local.add(windows, cost or 0.0)
         if reservation is not None:
             await self.settle(reservation, cost or 0.0)

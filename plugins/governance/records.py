@@ -83,6 +83,22 @@ def window(period: str | None, now: float) -> str:
     return f"month:{day.year:04d}-{day.month:02d}"
 
 
+class WindowClock:
+    """``window`` labels for the current second, computed once per second (the request path asks
+    for them on every budgeted request; formatting a date each time costs microseconds)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._labels: dict[str | None, str] = {}
+
+    def label(self, period: str | None, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._labels = {p: window(p, now) for p in (*PERIODS, None)}
+            self._second = second
+        return self._labels[period]
+
+
 def seconds_to_reset(period: str | None, now: float) -> float | None:
     """Seconds until the window of ``period`` that holds ``now`` ends (None: it never resets)."""
     if period is None:

@@ -25,7 +25,7 @@ log = logging.getLogger("llm_gateway.governance.spend")
 BATCH = 5000
 PRUNE_BATCH = 5000
 PRUNE_EVERY_S = 60.0
-SYNC_MARGIN_S = 10.0  # counters changed this long before the last read are read again (clock skew)
+SYNC_MARGIN_S = 2.0  # counters changed this long before the last read are read again (commit lag, clock skew)
 
 
 class SpendWriter:
