@@ -77,12 +77,11 @@ class Price(Strict):
     input: NonNegativeFloat
     output: NonNegativeFloat = 0.0
     cached_input: NonNegativeFloat | None = None
-    cache_write: NonNegativeFloat | None = None
     per_request: NonNegativeFloat = 0.0
 
 
 class PricingConfig(RootModel[dict[str, Price]]):
-    """``"provider/model": {input, output, cached_input?, cache_write?, per_request?}``."""
+    """``"provider/model": {input, output, cached_input?, per_request?}``."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -16,9 +16,10 @@ from tests.conftest import StartGateway, make_config
 from tests.governance.conftest import ADMIN, ADMIN_KEY, admin_call, completion, governance_config
 
 
-async def test_without_an_admin_section_the_admin_api_is_not_there(gateway: StartGateway,
+async def test_without_an_admin_section_the_admin_api_is_not_there(gateway: StartGateway, tmp_path: Path,
                                                                     http: aiohttp.ClientSession) -> None:
-    gw = await gateway(make_config(pricing={"mock/mock-1": {"input": 1, "output": 1}}))
+    gw = await gateway(make_config(pricing={"mock/mock-1": {"input": 1, "output": 1}},
+                                   store={"url": f"sqlite:///{tmp_path}/gw.db"}))
     for path in ("/admin/keys", "/admin/teams", "/admin/spend"):
         async with http.get(gw.url + path, headers=ADMIN) as resp:
             assert resp.status == 404
