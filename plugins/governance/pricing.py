@@ -17,12 +17,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
-
-from genai_prices import Usage as PriceUsage
-from genai_prices import calc_price, data_snapshot
-from genai_prices.types import TieredPrices
 
 from gateway.context import Usage
 from plugins.governance.settings import Price
@@ -52,10 +47,12 @@ class Rates:
                 + usage.completion_tokens * self.output + self.per_request)
 
 
-def base(value: Decimal | TieredPrices | None) -> tuple[float, int | None]:
+def base(value: Any) -> tuple[float, int | None]:
+    """A library price (``Decimal`` or ``TieredPrices``) per million tokens -> (USD per token,
+    the first tier's start)."""
     if value is None:
         return 0.0, None
-    if isinstance(value, TieredPrices):
+    if hasattr(value, "tiers"):
         return float(value.base) * PER_MTOK, (value.tiers[0].start if value.tiers else None)
     return float(value) * PER_MTOK, None
 
@@ -66,6 +63,10 @@ def from_override(price: Price) -> Rates:
 
 
 def from_library(provider_type: str, model: str, when: dt.datetime) -> Rates | None:
+    # Imported on first use: the price data is large, and a gateway that prices nothing (or only
+    # from its pricing table) should not pay for loading it at start-up.
+    from genai_prices import data_snapshot
+
     provider_id = PRICE_PROVIDER.get(provider_type, provider_type)
     try:
         _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
@@ -117,6 +118,9 @@ class PriceBook:
 
     @staticmethod
     def tiered(rates: Rates, usage: Usage) -> float:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         priced: Any = calc_price(PriceUsage(input_tokens=usage.prompt_tokens, cache_read_tokens=cached,
                                             output_tokens=usage.completion_tokens),

@@ -42,6 +42,8 @@ class SQLiteStore(Store):
         await self._call(self._open)
 
     def _open(self) -> None:
+        if self._db is not None:  # an earlier open finished after its caller stopped waiting
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                              check_same_thread=False)
