@@ -18,10 +18,10 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PRICING = {"mock/mock-1": {"input": 1000.0, "output": 2000.0}}
 
 
-def governance_config(db: Path | str, **sections: Any) -> dict[str, Any]:
+def governance_config(db: Path | str, *providers: dict[str, Any], **sections: Any) -> dict[str, Any]:
     url = db if isinstance(db, str) and "://" in db else f"sqlite:///{db}"
     store = {"url": url, "poll_interval_s": 0.2, "flush_interval_s": 0.2, **sections.pop("store", {})}
-    return make_config(admin={"keys": [ADMIN_KEY]}, store=store, pricing=PRICING, **sections)
+    return make_config(*providers, admin={"keys": [ADMIN_KEY]}, store=store, pricing=PRICING, **sections)
 
 
 def chat(content: str = "hello there friend", **extra: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from plugins.governance import GOVERNANCE
-from tests.conftest import StartGateway
+from tests.conftest import MOCK_PROVIDER, StartGateway
 from tests.governance.conftest import admin_call, chat, completion, flushed, governance_config
 from tests.services import RedisServer
 from tests.support import read_events
@@ -134,3 +134,27 @@ async def test_with_redis_two_gateways_share_one_budget(
             break
         await asyncio.sleep(0.02)
     assert held == pytest.approx(spent * 1_000_000, abs=len(ok))
+
+
+async def test_a_client_that_leaves_a_stream_is_charged_its_prompt_and_its_reservation_freed(
+        gateway: StartGateway, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    slow = {**MOCK_PROVIDER, "options": {"reply": "lorem", "chunk_delay_s": 0.2}}
+    db = tmp_path / "gw.db"
+    gw = await gateway(governance_config(db, slow))
+    gov = gw.app[GOVERNANCE]
+    _, key = await admin_call(http, gw, "POST", "/admin/keys", {"name": "leaver", "budget_usd": 1})
+    async with http.post(gw.v1 + "/chat/completions", json=chat(stream=True, max_tokens=50),
+                         headers={"Authorization": f"Bearer {key['key']}"}) as resp:
+        assert resp.status == 200
+        await resp.content.readline()  # the first chunk arrived; now the client goes away
+        assert gov.local.reserved  # the stream's reservation is held
+    deadline = time.monotonic() + 10
+    while gov.local.reserved:
+        assert time.monotonic() < deadline, "the reservation of a cancelled stream was never released"
+        await asyncio.wait_for(gov.writer.flushed.wait(), 10)
+    await flushed(gw)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status, cost_usd, output_tokens FROM spend_log").fetchall()
+    conn.close()
+    prompt_estimate = len(b'[{"role":"user","content":"hello there friend"}]') / 4 * PER_TOKEN_IN
+    assert rows == [(499, pytest.approx(prompt_estimate), 0)]
