@@ -125,7 +125,8 @@ class Accounting:
             if team is not None:
                 team_id = team.id
                 windows += (("team", team.id, self.clock.label(team.budget_period, now)),)
-        self.gov.local.add(windows, cost or 0.0)
+        if cost:
+            self.gov.local.add(windows, cost)
         if reservation is not None:
             await self.settle(reservation, cost or 0.0)
         if outcome.provider is None:
