@@ -10,6 +10,7 @@ from gateway import __version__
 from gateway.errors import ConfigError
 from gateway.loader import config_path, load
 from gateway.pid_file import signal_reload
+from gateway.plugin_manager import make_plugin_manager
 from gateway.registry import installed_adapters
 
 
@@ -27,7 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_check = sub.add_parser("check-config", help="validate a config file")
     p_check.add_argument("path", nargs="?")
     sub.add_parser("providers", help="list installed provider adapter types")
+    make_plugin_manager().hook.gateway_cli_commands(subparsers=sub)  # e.g. `keys`, from governance
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return int(args.run(args))
 
     if args.command == "providers":
         for name, ep in sorted(installed_adapters().items()):

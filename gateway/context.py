@@ -78,6 +78,8 @@ class Outcome:
     stream: bool = False
     cache: str | None = None
     attempts: int = 0
+    # USD, set by a pricing plugin (governance) before the other finish hooks read it; None: unpriced.
+    cost_usd: float | None = None
 
 
 class RequestContext:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from aiohttp import web
     from pydantic import BaseModel
 
@@ -41,6 +43,12 @@ def gateway_check_config(config: GatewayConfig) -> list[tuple[str, str]]:
     """At load time (``check-config`` too), after every section validated on its own: problems
     that span sections, as ``(field path, message)`` pairs (e.g. ``cache.backend`` set to redis
     with no ``redis`` section). Sync, side-effect free; all results are reported together."""
+
+
+@hookspec
+def gateway_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``llm-gateway`` sub-commands: ``subparsers.add_parser(...)``, with
+    ``set_defaults(run=fn)``; the CLI calls ``fn(args)`` and exits with what it returns. All run."""
 
 
 @hookspec

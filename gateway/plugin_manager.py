@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("metrics", "plugins.metrics"),
     ("tracing", "plugins.tracing"),
     ("access_log", "plugins.access_log"),
+    ("governance", "plugins.governance"),
 )
 
 

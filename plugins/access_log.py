@@ -10,7 +10,8 @@ a client cannot forge a line); the same pairs travel as the record's ``fields``,
 ``json`` log format writes as top-level keys. Text a client chose (the model name for an unknown
 model, its ``x-request-id``) is cut to a bounded length; the redaction filter masks secrets in
 both forms. Fields: ``request_id principal operation provider model stream status error_type
-latency_ms ttft_ms prompt_tokens completion_tokens cache attempts``.
+latency_ms ttft_ms prompt_tokens completion_tokens cache attempts cost_usd`` (``cost_usd`` from the
+governance plugin's pricing, ``-`` when unpriced or governance is off).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def fields(ctx: RequestContext, outcome: Outcome) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens if usage is not None else None,
         "cache": outcome.cache,
         "attempts": outcome.attempts,
+        "cost_usd": outcome.cost_usd,
     }
 
 

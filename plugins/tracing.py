@@ -232,6 +232,8 @@ class RequestTracer:
             attrs["llm_gateway.cache"] = outcome.cache
         if outcome.provider:
             attrs["llm_gateway.provider"] = outcome.provider
+        if outcome.cost_usd is not None:
+            attrs["llm_gateway.cost_usd"] = outcome.cost_usd
         client = ctx.get(CLIENT_SPAN)
         for span in (client, server):
             if span is None:

@@ -18,6 +18,7 @@ from gateway.connections import make_runner
 from gateway.keys import GATEWAY
 from gateway.loader import load_data
 from gateway.runtime import Gateway
+from tests.postgres_service import PostgresServer, running_postgres
 from tests.services import RedisServer, running_redis
 
 if importlib.util.find_spec("tests.emulators.fixtures") is not None:
@@ -120,4 +121,26 @@ def redis_server(redis_session: RedisServer) -> RedisServer:
 def redis_private() -> Iterator[RedisServer]:
     """A ``redis-server`` of this test's own, free to be paused, killed and restarted."""
     with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_session() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (started on first use)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_session: PostgresServer) -> str:
+    """A fresh, empty database on the session's server, for this test."""
+    if postgres_session.proc is None or postgres_session.proc.poll() is not None:
+        postgres_session.start()
+    return postgres_session.new_database()
+
+
+@pytest.fixture
+def postgres_private() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, free to be stopped and started again."""
+    with running_postgres() as server:
         yield server

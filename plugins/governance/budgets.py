@@ -1,0 +1,158 @@
+"""Budget counters: reserve at admission, settle to the real cost when the request ends.
+
+A counter is one (scope, id, window) triple, e.g. ``("key", "key_ab12", "day:2026-12-01")``, so a
+new period starts a new counter and nothing has to reset them.
+
+``LocalLedger`` keeps them in this process: ``baseline`` is what every process has flushed to the
+store (read back after each of this process's flushes, about once a second), ``pending`` what this
+process settled since, ``reserved`` its requests in flight. Several processes without Redis see
+each other's spend within about a second, so together they can overshoot by what they admit in
+that second. ``RedisLedger`` keeps the counters in Redis (integer micro-dollars, one Lua script
+checks and reserves every scope of a request at once), so N processes never spend N budgets;
+while Redis is unreachable it falls back to the local ledger and says so in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("llm_gateway.governance.budgets")
+Counter = tuple[str, str, str]  # scope, id, window
+Limit = tuple[Counter, float]  # a counter and its budget in USD
+MICRO = 1_000_000
+TTL_S = 40 * 86400  # longer than any window
+
+RESERVE = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[2 * i], 'NX', 'EX', ARGV[1])
+end
+local amount = tonumber(ARGV[2 * #KEYS + 2])
+for i, key in ipairs(KEYS) do
+  local used, budget = tonumber(redis.call('GET', key)), tonumber(ARGV[2 * i + 1])
+  if used >= budget or used + amount > budget then return i end
+end
+for i, key in ipairs(KEYS) do redis.call('INCRBY', key, amount) end
+return 0
+"""
+
+
+class LocalLedger:
+    def __init__(self) -> None:
+        self.baseline: dict[Counter, float] = {}
+        self.pending: dict[Counter, float] = defaultdict(float)
+        self.reserved: dict[Counter, float] = defaultdict(float)
+
+    def spent(self, counter: Counter) -> float:
+        """Settled spend: every process's flushed spend plus this process's since."""
+        return self.baseline.get(counter, 0.0) + self.pending.get(counter, 0.0)
+
+    def used(self, counter: Counter) -> float:
+        return self.spent(counter) + self.reserved.get(counter, 0.0)
+
+    def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
+        """Reserve ``amount`` on every counter, or on none: the first counter without room (a
+        counter already at its budget has no room, even for a request priced at nothing)."""
+        for counter, budget in limits:
+            used = self.used(counter)
+            if used >= budget or used + amount > budget:
+                return counter
+        for counter, _ in limits:
+            self.reserved[counter] += amount
+        return None
+
+    def release(self, counters: Iterable[Counter], reserved: float) -> None:
+        for counter in counters:
+            left = self.reserved.get(counter, 0.0) - reserved
+            if left <= 1e-12:
+                self.reserved.pop(counter, None)
+            else:
+                self.reserved[counter] = left
+
+    def add(self, counters: Iterable[Counter], cost: float) -> None:
+        """A finished request's cost, on every window it counts in (until a flush covers it)."""
+        for counter in counters:
+            self.pending[counter] += cost
+
+    def synced(self, flushed: dict[Counter, float], totals: Iterable[Sequence[Any]], full: bool) -> None:
+        """After a flush: ``flushed`` what it wrote per counter, ``totals`` the store's counters
+        read in the same transaction (so they include it): all of the current windows when
+        ``full``, else those changed lately."""
+        for counter, cost in flushed.items():
+            left = self.pending.get(counter, 0.0) - cost
+            if abs(left) <= 1e-12:
+                self.pending.pop(counter, None)
+            else:
+                self.pending[counter] = left
+        fresh = {(r[0], r[1], r[2]): float(r[3]) for r in totals}
+        if full:
+            self.baseline = fresh
+        else:
+            self.baseline.update(fresh)
+
+
+class RedisLedger:
+    """The same counters in Redis, seeded from the local view when a counter is first used."""
+
+    def __init__(self, client: Redis, local: LocalLedger, prefix: str = "llmgw:budget:") -> None:
+        self.client = client
+        self.local = local
+        self.prefix = prefix
+        self._script = client.register_script(RESERVE)
+        self._down_since: float | None = None
+
+    def _key(self, counter: Counter) -> str:
+        return self.prefix + ":".join(counter)
+
+    async def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
+        args: list[Any] = [TTL_S]
+        for counter, budget in limits:
+            args += [int(self.local.spent(counter) * MICRO), int(budget * MICRO)]
+        args.append(int(amount * MICRO))
+        try:
+            failed = await self._script(keys=[self._key(c) for c, _ in limits], args=args)
+        except RedisError as exc:
+            self._down(exc)
+            return self.local.reserve(limits, amount)
+        self._up()
+        return limits[int(failed) - 1][0] if failed else None
+
+    async def settle(self, counters: Sequence[Counter], reserved: float, cost: float, remote: bool) -> None:
+        """Correct a reservation to the real cost. ``remote``: it was taken in Redis (else in
+        the local ledger, while Redis was down). The local view is kept either way by the caller
+        (``LocalLedger.add``), as the seed for counters Redis does not hold yet."""
+        if not remote:
+            self.local.release(counters, reserved)
+            return
+        delta = round((cost - reserved) * MICRO)
+        if not delta or not counters:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for counter in counters:
+                    pipe.incrby(self._key(counter), delta)
+                await pipe.execute()
+        except RedisError as exc:
+            self._down(exc)
+
+    @property
+    def up(self) -> bool:
+        return self._down_since is None
+
+    def _down(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("budget counters: Redis unreachable (%s: %s); using this process's counters",
+                        type(exc).__name__, exc)
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            log.warning("budget counters: Redis reachable again after %.1f s",
+                        time.monotonic() - self._down_since)
+            self._down_since = None
