@@ -12,7 +12,7 @@
 #   rundir      install into OUT/llm-gateway-run/venv, copy gateway.yaml and write OUT/llm-gateway-run/run
 #   binary      OUT/llm-gateway: one executable file (PyInstaller, deploy/frozen/llm-gateway.spec) that needs
 #               no Python; built in OUT/freeze-venv from the wheelhouse plus PyInstaller
-#   image       the container image: DOCKER_BUILDKIT=1 docker build -f deploy/Dockerfile
+#   image [ARGS] the container image: DOCKER_BUILDKIT=1 docker build -f deploy/Dockerfile [ARGS] .
 #
 # Environment:
 #   LLM_GATEWAY_BUILD_OUT      output directory (default: <repo>/dist)
@@ -145,12 +145,14 @@ build_binary() {
   log "executable ready: ${out_dir}/llm-gateway ($(du -h "${out_dir}/llm-gateway" | cut -f1))"
 }
 
+# image [DOCKER_BUILD_ARGS...]: extra arguments go to `docker build` (e.g. --network=host).
 build_image() {
   local docker="${DOCKER:-docker}" tag="${LLM_GATEWAY_IMAGE:-llm-gateway:local}" base_args=()
   command -v "${docker}" >/dev/null 2>&1 || die "no container CLI '${docker}' (set DOCKER=...)"
   [ -z "${LLM_GATEWAY_IMAGE_BASE:-}" ] || base_args=(--build-arg "PYTHON_IMAGE=${LLM_GATEWAY_IMAGE_BASE}")
   log "building image ${tag} with ${docker}"
-  DOCKER_BUILDKIT=1 "${docker}" build -f "${script_dir}/Dockerfile" ${base_args[@]+"${base_args[@]}"} -t "${tag}" "${repo_root}"
+  DOCKER_BUILDKIT=1 "${docker}" build -f "${script_dir}/Dockerfile" ${base_args[@]+"${base_args[@]}"} \
+    -t "${tag}" "$@" "${repo_root}"
 }
 
 main() {
@@ -162,7 +164,7 @@ main() {
     install) shift; install_venv "${1:-}" ;;
     rundir) build_rundir ;;
     binary) build_binary ;;
-    image) build_image ;;
+    image) shift; build_image "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; die "unknown command: ${cmd}" ;;
   esac
