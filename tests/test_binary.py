@@ -1,6 +1,7 @@
 """The single-file executable, built by ``deploy/build.sh binary`` and run with no Python around it.
 
-Opt-in (``LLM_GATEWAY_TEST_BINARY=1``; ``.ci/run`` sets it): the build downloads the dependencies and
+Opt-in (``LLM_GATEWAY_TEST_BINARY=1``; ``.ci/run`` sets it; ``LLM_GATEWAY_BINARY=PATH`` tests a file
+already built): the build downloads the dependencies and
 PyInstaller from the package index and takes minutes. The executable runs from an empty directory with
 an empty ``PATH`` and no ``PYTHON*`` variables, so nothing of the build machine's Python can help it.
 """
@@ -40,6 +41,12 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, float]]:
+    """The executable ``deploy/build.sh binary`` makes; ``$LLM_GATEWAY_BINARY`` names one it made
+    already (CI builds it in a step of its own, then tests and uploads that same file)."""
+    prebuilt = os.environ.get("LLM_GATEWAY_BINARY")
+    if prebuilt:
+        yield Path(prebuilt).resolve(), 0.0
+        return
     out = tmp_path_factory.mktemp("binary-build")
     env = {**os.environ, "LLM_GATEWAY_BUILD_OUT": str(out), "PYTHON": sys.executable}
     start = time.monotonic()

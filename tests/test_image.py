@@ -104,9 +104,7 @@ async def test_container_serves_streams_turns_healthy_and_drains_on_stop(
         assert inspect(engine, cid)["HostConfig"]["NetworkMode"] in {"default", "bridge"}  # type: ignore[index]
         healthy_s = await asyncio.to_thread(wait_healthy, engine, cid)
         assert await streamed_chat(url, "hello from the image") == "You said: hello from the image"
-        status = engine.check("exec", cid, "cat", "/proc/1/status")
-        uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
-        assert set(uids) == {APP_UID}, f"the gateway process runs as {uids}"
+        assert server_uids(engine, cid) == {APP_UID}
         since_start = time.monotonic()
 
         async def stop() -> float:
@@ -124,6 +122,12 @@ async def test_container_serves_streams_turns_healthy_and_drains_on_stop(
         assert time.monotonic() - start < 120
     finally:
         engine.run("rm", "-f", cid)
+
+
+def server_uids(engine: Engine, cid: str) -> set[str]:
+    """Real, effective, saved and file-system uids of the container's PID 1, the gateway."""
+    status = engine.check("exec", cid, "cat", "/proc/1/status")
+    return set(next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")))
 
 
 def wait_healthy(engine: Engine, cid: str, timeout_s: float = 60) -> float:
