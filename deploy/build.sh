@@ -36,7 +36,7 @@ wheelhouse="${LLM_GATEWAY_WHEELHOUSE:-${out_dir}/wheels}"
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 check_python() {
   command -v "${python_bin}" >/dev/null 2>&1 || die "no Python interpreter '${python_bin}' (set PYTHON=...)"
