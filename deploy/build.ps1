@@ -9,6 +9,8 @@
     wheelhouse  wheel, then every runtime dependency as a wheel into the wheelhouse
     install     a virtualenv at -Target with llm-gateway from the wheelhouse only (--no-index)
     rundir      install into <out>\llm-gateway-run\venv, copy gateway.yaml, write run.ps1 and run.cmd
+    binary      <out>\llm-gateway.exe: one executable file that needs no Python (PyInstaller,
+                deploy\frozen\llm-gateway.spec), built in <out>\freeze-venv from the wheelhouse plus PyInstaller
 
   Environment: LLM_GATEWAY_BUILD_OUT (output dir, default <repo>\dist), LLM_GATEWAY_WHEELHOUSE
   (default <out>\wheels), PYTHON (interpreter, default: py -3 when the launcher exists, else python; needs >= 3.11).
@@ -19,7 +21,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('all', 'wheel', 'wheelhouse', 'install', 'rundir')]
+    [ValidateSet('all', 'wheel', 'wheelhouse', 'install', 'rundir', 'binary')]
     [string]$Command = 'all',
     [string]$Target = ''
 )
@@ -148,10 +150,30 @@ function Build-RunDir {
     Write-Log "run directory ready: $runDir\run.ps1 serve --port 8080"
 }
 
+# binary: one file that runs without Python, from a throw-away venv of the wheelhouse + PyInstaller.
+function Build-Binary {
+    Build-Wheelhouse
+    $venv = Join-Path $OutDir 'freeze-venv'
+    Install-Venv $venv
+    $venvPython = Get-VenvPython $venv
+    Write-Log "installing PyInstaller into $venv"
+    Invoke-Checked @($venvPython, '-m', 'pip', 'install', '--quiet', 'pyinstaller>=6.10,<7')
+    $exeName = if ($env:OS -eq 'Windows_NT') { 'llm-gateway.exe' } else { 'llm-gateway' }
+    $exe = Join-Path $OutDir $exeName
+    if (Test-Path $exe) { Remove-Item -Force $exe }
+    $spec = Join-Path (Join-Path $PSScriptRoot 'frozen') 'llm-gateway.spec'
+    Invoke-Checked @($venvPython, '-m', 'PyInstaller', '--noconfirm', '--clean', '--log-level', 'WARN',
+        '--distpath', $OutDir, '--workpath', (Join-Path $OutDir 'pyinstaller-work'), $spec)
+    if (-not (Test-Path $exe)) { throw "PyInstaller did not produce $exe" }
+    Invoke-Checked @($exe, '--version')
+    Write-Log "executable ready: $exe"
+}
+
 switch ($Command) {
     'all' { Build-Wheelhouse; Build-RunDir }
     'wheel' { Build-Wheel }
     'wheelhouse' { Build-Wheelhouse }
     'install' { Install-Venv $Target }
     'rundir' { Build-RunDir }
+    'binary' { Build-Binary }
 }

@@ -3,32 +3,40 @@
 # wheels) and a standalone run directory. This script is the single source of the build steps: the
 # Dockerfile runs `build.sh wheelhouse` in its builder stage and `build.sh install` in its runtime stage.
 #
-# Usage: deploy/build.sh [all|wheel|wheelhouse|install VENV_DIR|rundir|-h]
+# Usage: deploy/build.sh [all|wheel|wheelhouse|install VENV_DIR|rundir|binary|image|-h]
 #   all         (default) wheelhouse, then rundir
 #   wheel       build dist/llm_gateway-<version>-py3-none-any.whl from the repository (pip, no extra tools)
 #   wheelhouse  wheel, then every runtime dependency as a wheel into the wheelhouse
 #   install DIR create a virtualenv at DIR and install llm-gateway into it from the wheelhouse only
 #               (--no-index: nothing is downloaded at this step, no compiler is needed)
 #   rundir      install into OUT/llm-gateway-run/venv, copy gateway.yaml and write OUT/llm-gateway-run/run
+#   binary      OUT/llm-gateway: one executable file (PyInstaller, deploy/frozen/llm-gateway.spec) that needs
+#               no Python; built in OUT/freeze-venv from the wheelhouse plus PyInstaller
+#   image [ARGS] the container image: DOCKER_BUILDKIT=1 docker build -f deploy/Dockerfile [ARGS] .
 #
 # Environment:
 #   LLM_GATEWAY_BUILD_OUT      output directory (default: <repo>/dist)
 #   LLM_GATEWAY_WHEELHOUSE     wheelhouse directory (default: $LLM_GATEWAY_BUILD_OUT/wheels)
 #   LLM_GATEWAY_VENV_WITHOUT_PIP=1  leave pip/setuptools out of the virtualenv (the image does this)
 #   PYTHON                     interpreter to build with (default: python3, needs >= 3.11)
+#   DOCKER                     container CLI for `image` (default: docker)
+#   LLM_GATEWAY_IMAGE          tag for `image` (default: llm-gateway:local)
+#   LLM_GATEWAY_IMAGE_BASE     base image for `image` (build arg PYTHON_IMAGE; default: the Dockerfile's)
 #   PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, HTTPS_PROXY, ...  honoured by pip as usual
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "${script_dir}/.." && pwd)"
-python_bin="${PYTHON:-python3}"
+# An absolute path, resolved once: with a target venv first on PATH (as in the image), a bare
+# `python3` would start up as that pip-less venv.
+python_bin="$(command -v "${PYTHON:-python3}" || printf '%s' "${PYTHON:-python3}")"
 out_dir="${LLM_GATEWAY_BUILD_OUT:-${repo_root}/dist}"
 wheelhouse="${LLM_GATEWAY_WHEELHOUSE:-${out_dir}/wheels}"
 
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 check_python() {
   command -v "${python_bin}" >/dev/null 2>&1 || die "no Python interpreter '${python_bin}' (set PYTHON=...)"
@@ -122,6 +130,31 @@ build_rundir() {
   log "run directory ready: ${run_dir}/run serve --port 8080"
 }
 
+# binary: one file that runs without Python, from a throw-away venv of the wheelhouse + PyInstaller.
+build_binary() {
+  build_wheelhouse
+  local venv="${out_dir}/freeze-venv"
+  LLM_GATEWAY_VENV_WITHOUT_PIP=0 install_venv "${venv}"
+  log "installing PyInstaller into ${venv}"
+  "${venv}/bin/python" -m pip install --quiet "pyinstaller>=6.10,<7"
+  rm -f "${out_dir}/llm-gateway"
+  "${venv}/bin/python" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "${out_dir}" \
+    --workpath "${out_dir}/pyinstaller-work" "${script_dir}/frozen/llm-gateway.spec"
+  [ -x "${out_dir}/llm-gateway" ] || die "PyInstaller did not produce ${out_dir}/llm-gateway"
+  "${out_dir}/llm-gateway" --version >&2
+  log "executable ready: ${out_dir}/llm-gateway ($(du -h "${out_dir}/llm-gateway" | cut -f1))"
+}
+
+# image [DOCKER_BUILD_ARGS...]: extra arguments go to `docker build` (e.g. --network=host).
+build_image() {
+  local docker="${DOCKER:-docker}" tag="${LLM_GATEWAY_IMAGE:-llm-gateway:local}" base_args=()
+  command -v "${docker}" >/dev/null 2>&1 || die "no container CLI '${docker}' (set DOCKER=...)"
+  [ -z "${LLM_GATEWAY_IMAGE_BASE:-}" ] || base_args=(--build-arg "PYTHON_IMAGE=${LLM_GATEWAY_IMAGE_BASE}")
+  log "building image ${tag} with ${docker}"
+  DOCKER_BUILDKIT=1 "${docker}" build -f "${script_dir}/Dockerfile" ${base_args[@]+"${base_args[@]}"} \
+    -t "${tag}" "$@" "${repo_root}"
+}
+
 main() {
   local cmd="${1:-all}"
   case "${cmd}" in
@@ -130,6 +163,8 @@ main() {
     wheelhouse) build_wheelhouse ;;
     install) shift; install_venv "${1:-}" ;;
     rundir) build_rundir ;;
+    binary) build_binary ;;
+    image) shift; build_image "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; die "unknown command: ${cmd}" ;;
   esac

@@ -424,7 +424,7 @@ def test_build_sh_is_valid_bash_and_offers_the_dockerfile_steps() -> None:
     script = (DEPLOY / "build.sh").read_text(encoding="utf-8")
     assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
     assert os.access(DEPLOY / "build.sh", os.X_OK)
-    for command in ("all)", "wheel)", "wheelhouse)", "install)", "rundir)"):
+    for command in ("all)", "wheel)", "wheelhouse)", "install)", "rundir)", "binary)", "image)"):
         assert command in script
     assert "pip wheel --no-deps" in script and "--no-index" in script
     result = run(["bash", "-n", str(DEPLOY / "build.sh")])
@@ -437,7 +437,8 @@ def test_build_sh_is_valid_bash_and_offers_the_dockerfile_steps() -> None:
 
 def test_build_ps1_mirrors_build_sh() -> None:
     script = (DEPLOY / "build.ps1").read_text(encoding="utf-8")
-    assert "[ValidateSet('all', 'wheel', 'wheelhouse', 'install', 'rundir')]" in script
+    assert "[ValidateSet('all', 'wheel', 'wheelhouse', 'install', 'rundir', 'binary')]" in script
+    assert "'PyInstaller'" in script and "frozen') 'llm-gateway.spec'" in script
     assert "Set-StrictMode" in script and "$ErrorActionPreference = 'Stop'" in script
     assert "'wheel', '--no-deps'" in script and "'--no-index'" in script and "run.ps1" in script
     if importlib.util.find_spec("tree_sitter_powershell") and importlib.util.find_spec("tree_sitter"):
