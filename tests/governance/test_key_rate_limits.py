@@ -4,13 +4,19 @@ through Redis shared by two gateways."""
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from gateway import Principal
+from gateway.config import RateLimitSpec
 from plugins.governance import GOVERNANCE
 from plugins.ratelimit_backend import REQUESTS, Charge, InProcessBackend, Limit
+from plugins.ratelimit_keys import RunTimeLimits
 from tests.conftest import StartGateway
 from tests.governance.conftest import admin_call, completion, governance_config
 from tests.plugins.test_ratelimit import assert_429
@@ -71,3 +77,22 @@ async def test_drained_buckets_are_pruned_and_live_ones_kept() -> None:
     backend.bucket(Limit.of("y", "vkey:new:1:0:requests", REQUESTS, 1, 60))  # the fifth: prunes first
     assert set(backend._buckets) == {live.key, "vkey:new:1:0:requests"}
     assert backend.bucket(live).level() == pytest.approx(1, abs=0.01)
+
+
+def test_a_virtual_keys_limits_are_built_once_per_spec() -> None:
+    limits = RunTimeLimits(60.0)
+    spec = RateLimitSpec(requests_per_minute=3, tokens_per_minute=100)
+    principal = Principal("key_a", (), {"rate_limit": spec})
+    first = limits.of(principal)
+    assert [lim.key for lim in first] == ["vkey:key_a:3:100:requests", "vkey:key_a:3:100:tokens"]
+    assert limits.of(Principal("key_a", (), {"rate_limit": spec})) is first  # the cached tuple, nothing new
+    changed = limits.of(Principal("key_a", (), {"rate_limit": RateLimitSpec(requests_per_minute=5)}))
+    assert [lim.key for lim in changed] == ["vkey:key_a:5:0:requests"]
+    assert limits.of(Principal("key_b", (), {"key_id": "key_b"})) == () and limits.of(Principal("static")) == ()
+
+
+def test_the_key_limits_benchmark_runs() -> None:
+    out = subprocess.run([sys.executable, "benchmarks/key_limits.py", "--rounds", "2", "--batch", "50"],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    assert re.search(r"^virtual / static: \d+\.\d+$", out, re.M), out
