@@ -4,21 +4,17 @@ sums over both workers, whichever worker answers the scrape."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugins.metrics_shared import FLUSH_INTERVAL_S
 from tests.conftest import make_config
+from tests.e2e.test_reload_cli import Server
 from tests.e2e.test_workers_metrics import BODY, send
 from tests.governance.conftest import PRICING
-from tests.support import free_port, wait_healthy
 
 REQUESTS = 400
 
@@ -44,18 +40,11 @@ async def embed(url: str, n: int) -> None:
 
 
 async def test_cost_counters_sum_over_both_workers(tmp_path: Path) -> None:
-    port = free_port()
-    config = make_config(server={"port": port, "drain_timeout_s": 5}, pricing=PRICING,
-                         store={"url": f"sqlite:///{tmp_path}/gw.db", "flush_interval_s": 0.2})
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--config", str(path), "--workers", "2",
-        stderr=asyncio.subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
+    server = Server(tmp_path, make_config(pricing=PRICING, store={"url": f"sqlite:///{tmp_path}/gw.db",
+                                                                   "flush_interval_s": 0.2}))
+    url = server.url
     try:
-        await wait_healthy(url, proc)
+        await server.start("--workers", "2")
         async with aiohttp.ClientSession() as http, http.post(url + "/v1/chat/completions", json=BODY) as resp:
             usage = (await resp.json())["usage"]  # every request of BODY costs the same
         cost = (usage["prompt_tokens"] * 1000 + usage["completion_tokens"] * 2000) / 1e6
@@ -70,9 +59,6 @@ async def test_cost_counters_sum_over_both_workers(tmp_path: Path) -> None:
             assert series[unpriced_key] == 20
             assert series["llm_gateway_requests_total[('model', 'mock-1'), ('operation', 'chat'), "
                           "('provider', 'mock'), ('status', '200')]"] == REQUESTS
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await server.stop()
+    assert server.proc is not None and server.proc.returncode == 0
