@@ -164,6 +164,7 @@ class GatewayMetrics:
         # process's own counts, added to a --workers scrape (see process_only).
         self.reloads = ReloadCounts(reloads) if reloads is not None else None
         self.extra: dict[str, Any] = {}  # see process_collector
+        self.flushed: dict[str, Any] = {}  # see flushed_with
         if self.reloads is not None:
             r.register(self.reloads)
         self.error_types = error_types()
@@ -218,6 +219,15 @@ class GatewayMetrics:
             self.registry.register(collector)
         return collector
 
+    def flushed_with(self, name: str, make: Callable[[CollectorRegistry], Any]) -> Any:
+        """Another plugin's metrics kept in this registry (with ``--workers``, in the shared
+        files, so summed over workers like the plugin's own): ``make(registry)`` runs once for the
+        process's life whatever the reloads, and its result's ``flush()`` runs with every flush."""
+        owner = self.flushed.get(name)
+        if owner is None:
+            owner = self.flushed[name] = make(self.registry)
+        return owner
+
     def process_only(self) -> bytes:
         """The exposition of values kept in this process only (not in the shared files)."""
         collectors = [*([self.reloads] if self.reloads is not None else []), *self.extra.values()]
@@ -247,6 +257,8 @@ class GatewayMetrics:
     def flush(self) -> None:
         for counter in (self.requests, self.tokens, self.cache):
             counter.flush()
+        for owner in self.flushed.values():
+            owner.flush()
         if self.shared:
             for label, count in self.open_streams.items():
                 self.streams[(label,)].set(count)

@@ -25,7 +25,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from aiohttp import web
@@ -47,6 +47,7 @@ from plugins.ratelimit_backend import (
     Limit,
     LimiterBackend,
 )
+from plugins.ratelimit_keys import RunTimeLimits, make_limits
 from plugins.ratelimit_status import limits_health, redis_backend, start_backend
 from plugins.ratelimit_tokens import estimate_tokens, used_tokens
 
@@ -80,13 +81,14 @@ class RateLimitState:
     provider_limits: dict[str, tuple[Limit, ...]]
     key_limits: dict[str, tuple[Limit, ...]]
     default_max_tokens: int = 0
+    run_time: RunTimeLimits = field(default_factory=lambda: RunTimeLimits(60.0))  # virtual keys' limits
 
     def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
         limits = self.global_limits
         if ctx.targets:
             limits += self.provider_limits.get(ctx.targets[target].provider.name, ())
         if ctx.principal is not None:
-            limits += self.key_limits.get(ctx.principal.name, ())
+            limits += self.key_limits.get(ctx.principal.name) or self.run_time.of(ctx.principal)
         return limits
 
 
@@ -97,13 +99,6 @@ RATE_LIMIT: web.AppKey[RateLimitState] = web.AppKey("llm_gateway.ratelimit")
 CHARGED: StashKey[list[tuple[tuple[Charge, ...], str | None]]] = StashKey("ratelimit.charged")
 log = logging.getLogger("llm_gateway.ratelimit")
 PROVIDER_KEY = "provider:"  # how a provider level's bucket names begin
-
-
-def make_limits(scope: str, key: str, spec: RateLimitSpec | None, window_s: float) -> tuple[Limit, ...]:
-    if spec is None:
-        return ()
-    pairs = ((REQUESTS, spec.requests_per_minute), (TOKENS, spec.tokens_per_minute))
-    return tuple(Limit.of(scope, f"{key}:{kind}", kind, n, window_s) for kind, n in pairs if n)
 
 
 def settings_of(config: GatewayConfig) -> RateLimitSettings:
@@ -120,9 +115,11 @@ def build_state(config: GatewayConfig, backend: LimiterBackend | None = None) ->
         backend or InProcessBackend(), settings.max_wait_s, make_limits("gateway", "global", settings, w),
         {name: limits for name, limits in providers.items() if limits},
         {name: limits for name, limits in keys.items() if limits},
-        settings.default_max_tokens,
+        settings.default_max_tokens, RunTimeLimits(w),
     )
-    return state if state.global_limits or state.provider_limits or state.key_limits else None
+    # An admin section makes virtual keys, whose limits arrive at run time on their principals.
+    run_time_keys = config.section("admin") is not None
+    return state if state.global_limits or state.provider_limits or state.key_limits or run_time_keys else None
 
 
 def format_duration(seconds: float) -> str:
@@ -200,7 +197,7 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
     # Kept over a configuration reload (buckets, Redis backend and all) when no limit changed.
     limits = (config.section("rate_limit"), config.redis, [(p.name, p.rate_limit) for p in config.providers],
-              [(k.name, k.rate_limit) for k in config.auth.keys])
+              [(k.name, k.rate_limit) for k in config.auth.keys], config.section("admin") is not None)
     state = carry_over(app, RATE_LIMIT, limits, build)
     if state is None:
         stand_down(app, sys.modules[__name__])  # no limits configured: nothing on the request path

@@ -102,17 +102,27 @@ class Bucket(AsyncLimiter):
 
 
 class InProcessBackend:
-    """Buckets in this process's memory (one per configured limit, so the set is bounded). With
+    """Buckets in this process's memory (one per limit in use; drained ones are pruned). With
     several workers each has its own buckets: divide the limits by the worker count."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, Bucket] = {}
+        self._prune_at = 1024
 
     def bucket(self, limit: Limit) -> Bucket:
         bucket = self._buckets.get(limit.key)
         if bucket is None:
+            if len(self._buckets) >= self._prune_at:
+                self.prune()
             bucket = self._buckets[limit.key] = Bucket(limit.capacity, limit.capacity / limit.rate_per_s)
         return bucket
+
+    def prune(self) -> None:
+        """Forget drained buckets (a fresh one is the same): keys made at run time come and go, so
+        the set is bounded by the buckets in use, not by every key ever seen. Amortised: the next
+        prune waits until the set has doubled."""
+        self._buckets = {key: b for key, b in self._buckets.items() if b.level() > 0}
+        self._prune_at = max(1024, 2 * len(self._buckets))
 
     def view(self, charge: Charge, charged: bool) -> BucketView:
         limit = charge.limit

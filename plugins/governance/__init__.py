@@ -108,9 +108,11 @@ def register_metrics(app: web.Application, gov: Governance) -> None:
     metrics: Any = app.get(METRICS)
     if metrics is None:
         return
-    from plugins.governance.cost_metrics import GovernanceCollector
+    from plugins.governance.cost_metrics import CostCounters, GovernanceCollector
 
+    # Cost counters summed over workers, once per process; every generation's accounting feeds them.
+    counters = metrics.flushed_with("governance.cost", lambda r: CostCounters(r, metrics.provider, metrics.model))
+    counters.follow(app[ACCOUNTING])
     # One collector per process, reading the governance of the configuration now in force.
-    collector = metrics.process_collector(
-        "governance", lambda: GovernanceCollector(gov, app[ACCOUNTING], metrics.provider, metrics.model))
-    collector.gov, collector.accounting = gov, app[ACCOUNTING]
+    collector = metrics.process_collector("governance", lambda: GovernanceCollector(gov))
+    collector.gov = gov

@@ -56,7 +56,7 @@ class Accounting:
     def __init__(self, gov: Governance, check_models: bool) -> None:
         self.gov = gov
         self.check_models = check_models
-        self.cost = defaultdict(float)  # (provider, model) -> USD, read by the metrics collector
+        self.cost = defaultdict(float)  # (provider, model) -> USD; the cost counters drain it (cost_metrics)
         self.unpriced: dict[tuple[str, str], int] = defaultdict(int)
         self.clock = WindowClock()
 

@@ -98,3 +98,4 @@ class Governance:
         if self.store_open:
             await self.writer.drain(DRAIN_S)
         await self.store.close()
+        self.store_open = False  # a retired governance (after a reload) reports its store closed

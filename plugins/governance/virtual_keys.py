@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 
 from gateway import AuthenticationError, Principal, RequestContext, hookimpl
+from gateway.config import RateLimitSpec
 from plugins.governance.admin_auth import bearer
 from plugins.governance.records import KeyRecord, TeamRecord
 
@@ -31,6 +32,9 @@ class KeyIndex:
         self.by_digest: dict[bytes, KeyRecord] = {}
         self.keys: dict[str, KeyRecord] = {}
         self.teams: dict[str, TeamRecord] = {}
+        # Each key's rate limit, validated once per change: the principal carries this object, and
+        # the rate-limit plugin caches its buckets per (key id, this object).
+        self.rate_limits: dict[str, RateLimitSpec] = {}
         self.seq = 0  # the highest change number applied
         self.loaded = False  # the first full read from the store has happened
 
@@ -43,6 +47,10 @@ class KeyIndex:
             if old is not None:
                 self.by_digest.pop(bytes.fromhex(old.digest), None)
             self.keys[key.id] = key
+            if key.rate_limit and key.revoked_at is None:
+                self.rate_limits[key.id] = RateLimitSpec.model_validate(key.rate_limit)
+            else:
+                self.rate_limits.pop(key.id, None)
             if key.revoked_at is None:
                 self.by_digest[bytes.fromhex(key.digest)] = key
             self.seq = max(self.seq, key.seq)
@@ -61,9 +69,11 @@ class KeyIndex:
         return key
 
 
-def principal_for(key: KeyRecord) -> Principal:
-    # The key's id as the name: unique, and never confused with a static key's name.
-    return Principal(key.id, key.models, {"key_id": key.id, "key_name": key.name, "team_id": key.team_id})
+def principal_for(key: KeyRecord, rate_limit: RateLimitSpec | None = None) -> Principal:
+    # The key's id as the name: unique, and never confused with a static key's name. The rate
+    # limit (a RateLimitSpec) is what the rate-limit plugin enforces for a run-time key.
+    return Principal(key.id, key.models, {"key_id": key.id, "key_name": key.name, "team_id": key.team_id,
+                                          "rate_limit": rate_limit})
 
 
 class KeyAuthenticator:
@@ -84,7 +94,7 @@ class KeyAuthenticator:
         if presented is not None:
             key = self.index.match(presented)
             if key is not None:
-                return principal_for(key)
+                return principal_for(key, self.index.rate_limits.get(key.id))
         if self.static_keys:
             return None  # the static-key plugin decides (and the core refuses a missing key)
         if presented is None:
