@@ -226,8 +226,16 @@ async def gateway_startup(app: web.Application) -> None:
 
 
 def charges_for(ctx: RequestContext, state: RateLimitState, limits: Sequence[Limit]) -> tuple[Charge, ...]:
-    tokens = estimate_tokens(ctx, state.default_max_tokens) if any(lim.kind == TOKENS for lim in limits) else 0
-    return tuple(Charge(lim, 1 if lim.kind == REQUESTS else min(tokens, lim.capacity)) for lim in limits)
+    tokens = -1  # estimated once, at the first tokens limit; a loop, not generators: every request
+    charges = []
+    for lim in limits:
+        if lim.kind == REQUESTS:
+            charges.append(Charge(lim, 1))
+            continue
+        if tokens < 0:
+            tokens = estimate_tokens(ctx, state.default_max_tokens)
+        charges.append(Charge(lim, min(tokens, lim.capacity)))
+    return tuple(charges)
 
 
 @hookimpl(trylast=True)

@@ -43,13 +43,15 @@ class Limit:
         return self.per_minute / 60
 
 
-@dataclass(frozen=True, slots=True)
+# Charge, BucketView and Decision are made on every request (six of each with limits at three
+# levels) and never changed after: not frozen, whose __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class Charge:
     limit: Limit
     amount: float  # at most limit.capacity; the caller clamps
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BucketView:
     """A bucket as one ``acquire`` left it (after charging, when admitted)."""
 
@@ -59,7 +61,7 @@ class BucketView:
     wait_s: float  # until the requested amount fits; 0 when it fits now
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     admitted: bool
     views: tuple[BucketView, ...]
