@@ -24,7 +24,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ALL_TARGETS = ("direct", "relay", "gateway", "gateway-chain")
 GATEWAY_CONFIGS = {"gateway": HERE / "gateway.bench.yaml", "gateway-chain": HERE / "gateway.bench-chain.yaml"}
-DEFAULT_PORTS = {"upstream": 18900, "relay": 18901, "gateway": 18902, "gateway-chain": 18903}
+DEFAULT_PORTS = {"upstream": 18900, "relay": 18901, "gateway": 18902, "gateway-chain": 18903,
+                 "gateway-chain-10k": 18904, "gateway-chain-redis": 18905}
+# The full chain of chain.py (10,000 client keys, limits at three levels, cache, metrics) on the memory
+# and the Redis rate-limit backends; configs generated at run time, so not in the default run.
+CHAIN_TARGETS = ("gateway-chain-10k", "gateway-chain-redis")
 CLIENT_KEY = "sk-bench-client"  # the chain config's client key; the other targets accept any key
 MODEL = "bench-model"
 TTFC_MODEL = "bench-ttfc"

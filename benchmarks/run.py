@@ -46,6 +46,7 @@ from typing import Any
 
 from bench_common import (
     ALL_TARGETS,
+    CHAIN_TARGETS,
     CHAT_PATH,
     DEFAULT_PORTS,
     GATEWAY_CONFIGS,
@@ -105,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="CI smoke: 1 s per scenario, no warm-up, 50 TTFC requests (python driver: <=300 req)",
     )
-    p.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list from " + ",".join(ALL_TARGETS))
+    p.add_argument("--targets", default=",".join(ALL_TARGETS),
+                   help="comma list from " + ",".join(ALL_TARGETS + CHAIN_TARGETS) + " (the last two: chain.py's)")
     p.add_argument("--duration", type=int, default=10, help="seconds per load scenario")
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load per target (0 = none)")
     p.add_argument("--repeat", type=int, default=1, help="repeat the scenario matrix N times")
@@ -141,9 +143,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.warmup, args.ttfc_requests, args.repeat = 1, 0, 50, 1
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    bad = [t for t in args.targets if t not in ALL_TARGETS]
+    bad = [t for t in args.targets if t not in ALL_TARGETS + CHAIN_TARGETS]
     if bad:
-        p.error(f"unknown target(s) {bad}; choose from {ALL_TARGETS}")
+        p.error(f"unknown target(s) {bad}; choose from {ALL_TARGETS + CHAIN_TARGETS}")
     if args.duration < 1:
         p.error("--duration must be >= 1 (wrk counts whole seconds)")
     return args
@@ -215,6 +217,23 @@ def checked_config(gw: list[str], cfg: Path, env: dict[str, str], tmp: Path, t: 
     return reduced
 
 
+def chain_redis_port(procs: Procs) -> int:
+    """A redis-server for the full-chain targets (chain.py's, pinned beside the upstream)."""
+    from chain import start_redis  # imports the gateway's plugins: only when a chain target is asked for
+
+    return start_redis(procs)
+
+
+def chain_target_config(name: str, redis_port: int, logdir: Path) -> Path:
+    """chain.py's full-chain config (10,000 client keys, limits at three levels, cache, metrics)."""
+    import yaml
+    from chain import chain_config
+
+    path = logdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(chain_config("redis" if name.endswith("redis") else "memory", redis_port)))
+    return path
+
+
 def start_targets(args, procs: Procs, env: dict[str, str], srv_cpu, load_cpu, ports) -> tuple[list[Target], str]:
     py = sys.executable
     up_cmd = [
@@ -234,6 +253,7 @@ def start_targets(args, procs: Procs, env: dict[str, str], srv_cpu, load_cpu, po
 
     targets = [Target(name, aggregate=args.aggregate) for name in args.targets]
     gw_version = ""
+    chain_redis = chain_redis_port(procs) if set(args.targets) & set(CHAIN_TARGETS) else 0
     for t in targets:
         try:
             if t.name == "direct":
@@ -267,7 +287,10 @@ def start_targets(args, procs: Procs, env: dict[str, str], srv_cpu, load_cpu, po
                             f"{r.returncode}): {(r.stderr or r.stdout).strip()[-400:]}"
                         )
                     gw_version = r.stdout.strip()
-                cfg = checked_config(gw, GATEWAY_CONFIGS[t.name], env, procs.logdir, t, args.strict_config)
+                if t.name in CHAIN_TARGETS:
+                    cfg = chain_target_config(t.name, chain_redis, procs.logdir)
+                else:
+                    cfg = checked_config(gw, GATEWAY_CONFIGS[t.name], env, procs.logdir, t, args.strict_config)
                 cpu = srv_cpu if args.gateway_workers == 1 else None
                 t.proc = procs.start(
                     t.name,

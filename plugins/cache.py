@@ -50,6 +50,7 @@ CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
 CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
 # Fields that change how an answer is delivered or attributed, not what it is.
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user"})
+NO_DIRECTIVES: frozenset[str] = frozenset()
 
 
 class CacheSettings(BaseModel):
@@ -103,9 +104,11 @@ PENDING: StashKey[Pending] = StashKey("cache.pending")
 TO_STORE: StashKey[bytes] = StashKey("cache.to_store")
 
 
-def cache_control(ctx: RequestContext) -> set[str]:
-    value = ctx.request.headers.get("Cache-Control", "")
-    return {d.strip().lower() for d in value.split(",") if d.strip()}
+def cache_control(ctx: RequestContext) -> frozenset[str]:
+    value = ctx.request.headers.get("Cache-Control")
+    if not value:  # most requests send none: no set to build
+        return NO_DIRECTIVES
+    return frozenset(d.strip().lower() for d in value.split(",") if d.strip())
 
 
 def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:

@@ -134,12 +134,16 @@ def format_duration(seconds: float) -> str:
 
 def ratelimit_headers(views: Sequence[BucketView]) -> dict[str, str]:
     """Per kind, the bucket with the least room left (the one a client should watch)."""
+    least: dict[str, BucketView] = {}  # one pass: this runs on every admitted request
+    for v in views:
+        best = least.get(v.limit.kind)
+        if best is None or v.remaining < best.remaining:  # the first of equals, as min() picks
+            least[v.limit.kind] = v
     headers: dict[str, str] = {}
     for kind in (REQUESTS, TOKENS):
-        of_kind = [v for v in views if v.limit.kind == kind]
-        if not of_kind:
+        tightest = least.get(kind)
+        if tightest is None:
             continue
-        tightest = min(of_kind, key=lambda v: v.remaining)
         headers[f"x-ratelimit-limit-{kind}"] = str(tightest.limit.per_minute)
         headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(tightest.remaining)))
         headers[f"x-ratelimit-reset-{kind}"] = format_duration(tightest.reset_s)
@@ -219,8 +223,16 @@ async def gateway_startup(app: web.Application) -> None:
 
 
 def charges_for(ctx: RequestContext, state: RateLimitState, limits: Sequence[Limit]) -> tuple[Charge, ...]:
-    tokens = estimate_tokens(ctx, state.default_max_tokens) if any(lim.kind == TOKENS for lim in limits) else 0
-    return tuple(Charge(lim, 1 if lim.kind == REQUESTS else min(tokens, lim.capacity)) for lim in limits)
+    tokens = -1  # estimated once, at the first tokens limit; a loop, not generators: every request
+    charges = []
+    for lim in limits:
+        if lim.kind == REQUESTS:
+            charges.append(Charge(lim, 1))
+            continue
+        if tokens < 0:
+            tokens = estimate_tokens(ctx, state.default_max_tokens)
+        charges.append(Charge(lim, min(tokens, lim.capacity)))
+    return tuple(charges)
 
 
 @hookimpl(trylast=True)

@@ -43,13 +43,15 @@ class Limit:
         return self.per_minute / 60
 
 
-@dataclass(frozen=True, slots=True)
+# Charge, BucketView and Decision are made on every request (six of each with limits at three
+# levels) and never changed after: not frozen, whose __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class Charge:
     limit: Limit
     amount: float  # at most limit.capacity; the caller clamps
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BucketView:
     """A bucket as one ``acquire`` left it (after charging, when admitted)."""
 
@@ -59,7 +61,7 @@ class BucketView:
     wait_s: float  # until the requested amount fits; 0 when it fits now
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     admitted: bool
     views: tuple[BucketView, ...]
@@ -100,6 +102,16 @@ class Bucket(AsyncLimiter):
         self._leak()
         self._level = max(0.0, self._level + amount)
 
+    def take(self, amount: float) -> None:
+        """Charge ``amount`` that :meth:`level` just showed fits: aiolimiter's ``acquire`` without
+        its coroutine and waiter queue. ``InProcessBackend`` is the only caller and never waits on
+        a bucket (``admit`` sleeps instead), so the queue is always empty."""
+        self._level += amount
+
+
+def view(limit: Limit, level: float, wait_s: float) -> BucketView:
+    return BucketView(limit, max(0.0, limit.capacity - level), level / limit.rate_per_s, wait_s)
+
 
 class InProcessBackend:
     """Buckets in this process's memory (one per limit in use; drained ones are pruned). With
@@ -124,20 +136,18 @@ class InProcessBackend:
         self._buckets = {key: b for key, b in self._buckets.items() if b.level() > 0}
         self._prune_at = max(1024, 2 * len(self._buckets))
 
-    def view(self, charge: Charge, charged: bool) -> BucketView:
-        limit = charge.limit
-        level = self.bucket(limit).level()
-        wait = 0.0 if charged else max(0.0, level + charge.amount - limit.capacity) / limit.rate_per_s
-        return BucketView(limit, max(0.0, limit.capacity - level), level / limit.rate_per_s, wait)
-
     async def acquire(self, charges: Sequence[Charge]) -> Decision:
-        # No await between the check and the charge, so this is atomic within the event loop;
-        # acquire() does not suspend when has_capacity() just said yes.
-        if not all(self.bucket(c.limit).has_capacity(c.amount) for c in charges):
-            return Decision(False, tuple(self.view(c, charged=False) for c in charges))
-        for c in charges:
-            await self.bucket(c.limit).acquire(c.amount)
-        return Decision(True, tuple(self.view(c, charged=True) for c in charges))
+        # One leak per bucket, then the check, the charge and the views from those levels. No
+        # await between the check and the charge, so this is atomic within the event loop.
+        seen = [(c, bucket, bucket.level()) for c in charges for bucket in (self.bucket(c.limit),)]
+        if all(level + c.amount <= c.limit.capacity for c, _, level in seen):
+            for c, bucket, _ in seen:
+                bucket.take(c.amount)
+            return Decision(True, tuple(view(c.limit, level + c.amount, 0.0) for c, _, level in seen))
+        return Decision(False, tuple(
+            view(c.limit, level, max(0.0, level + c.amount - c.limit.capacity) / c.limit.rate_per_s)
+            for c, _, level in seen
+        ))
 
     def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
         # In-process, each request's settle is one call by construction: no id to remember.

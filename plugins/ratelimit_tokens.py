@@ -14,16 +14,21 @@ CHARS_PER_TOKEN = 4
 
 
 def text_chars(value: Any) -> int:
-    """Characters of text in a prompt, messages or embeddings input; a token id counts as 4."""
+    """Characters of text in a prompt, messages or embeddings input; a token id counts as 4.
+    Loops rather than ``sum`` over generators: it runs on every limited request's whole prompt."""
     if isinstance(value, str):
         return len(value)
     if isinstance(value, int):
         return CHARS_PER_TOKEN
+    n = 0
     if isinstance(value, list):
-        return sum(text_chars(v) for v in value)
-    if isinstance(value, dict):
-        return sum(text_chars(v) for k, v in value.items() if k in TEXT_KEYS)
-    return 0
+        for item in value:
+            n += len(item) if isinstance(item, str) else text_chars(item)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k in TEXT_KEYS:
+                n += len(v) if isinstance(v, str) else text_chars(v)
+    return n
 
 
 def estimate_tokens(ctx: RequestContext, default_max_tokens: int = 0) -> int:

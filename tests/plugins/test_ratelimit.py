@@ -222,3 +222,25 @@ def test_token_estimate_is_prompt_chars_over_four_plus_max_tokens():
 @pytest.mark.parametrize(("seconds", "text"), [(0.25, "250ms"), (1.5, "1.5s"), (30, "30s"), (360, "6m0s")])
 def test_reset_durations_use_openai_style(seconds, text):
     assert ratelimit.format_duration(seconds) == text
+
+
+async def test_in_process_backend_views_come_from_one_leak_per_bucket():
+    """The admitted views show each bucket after its charge, the refused ones before it, and a
+    bucket charged by ``take`` leaks like one charged by aiolimiter's ``acquire``."""
+    backend = InProcessBackend()
+    a = Limit.of("a", "a", REQUESTS, 600, 60)  # capacity 600, 10 a second
+    b = Limit.of("b", "b", REQUESTS, 60, 60)  # capacity 60, 1 a second
+    decision = await backend.acquire([Charge(a, 5), Charge(b, 60)])
+    assert decision.admitted
+    view_a, view_b = decision.views
+    assert view_a.remaining == pytest.approx(595, abs=0.1) and view_a.reset_s == pytest.approx(0.5, abs=0.01)
+    assert view_b.remaining == pytest.approx(0, abs=0.1) and view_a.wait_s == view_b.wait_s == 0
+    refused = await backend.acquire([Charge(a, 1), Charge(b, 2)])
+    assert not refused.admitted
+    assert refused.views[0].wait_s == 0 and refused.views[1].wait_s == pytest.approx(2, abs=0.05)
+    assert backend.bucket(a).level() == pytest.approx(5, abs=0.05)  # the refusal charged nothing
+    bucket = Bucket(10, 10)  # 1 a second
+    assert bucket.level() == 0  # as the backend does: the level first, then the charge
+    bucket.take(4)
+    bucket._last_check -= 2  # two seconds later
+    assert bucket.level() == pytest.approx(2, abs=0.01)
