@@ -181,6 +181,9 @@
     });
     $("logout").addEventListener("click", () => signOut(""));
     $("create-key").addEventListener("submit", createKey);
+    $("new-key-done").addEventListener("click", () => {
+      $("new-key").hidden = true; $("new-key-secret").textContent = ""; $("key-name").focus();
+    });
     if (key()) { start(); } else { $("admin-key").focus(); }
   });
 })();
