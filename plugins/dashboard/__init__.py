@@ -117,6 +117,7 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 def gateway_startup(app: web.Application) -> None:
     dashboard = app.get(DASHBOARD)
     if dashboard is not None and dashboard.writer is not None:
+        dashboard.write()  # the other workers count this one from its start, not a second later
         dashboard.writer.start()
 
 
