@@ -112,6 +112,7 @@ async def test_the_dashboard_live_in_a_browser(gateway: StartGateway, tmp_path: 
     assert cells[1] == "closed" and cells[4] == "21" and cells[5] == "0.0 %"
     for percentiles in cells[2:4]:  # latency and TTFT p50 / p95 are there
         assert re.fullmatch(r"[\d.]+ / [\d.]+", percentiles), percentiles
+    await expect(page.locator("#chart-requests")).to_have_attribute("aria-label", re.compile(r"latest [\d.]+/s"))
     await page.locator("#top-keys tbody tr", has_text="key_").first.wait_for(timeout=TIMEOUT_MS)
 
     await page.get_by_role("button", name="I have copied it").click()  # the secret leaves the page

@@ -5,6 +5,7 @@
   const STORE = "llm-gateway-admin-key";
   const POLL_MS = 2000;
   const SPEND_EVERY = 5; // the spend tables read the store: every 10 s is plenty
+  const KEYS_SHOWN = 200; // a gateway may hold thousands of keys: the page lists the newest
   const $ = (id) => document.getElementById(id);
   let timer = null;
   let polls = 0;
@@ -109,7 +110,9 @@
 
   async function refreshKeys() {
     const keys = await api("/admin/keys");
-    fill($("keys").tBodies[0], keys.data, (tr, k) => {
+    const newest = keys.data.slice().sort((a, b) => (b.created_at || 0) - (a.created_at || 0)).slice(0, KEYS_SHOWN);
+    $("keys-caption").textContent = "Virtual keys: " + newest.length + " newest of " + keys.data.length;
+    fill($("keys").tBodies[0], newest, (tr, k) => {
       cell(tr, k.name); cell(tr, k.id); cell(tr, k.key_hint);
       cell(tr, typeof k.spend_usd === "number" ? k.spend_usd.toFixed(6) : k.spend_usd);
       cell(tr, k.revoked ? "revoked" : "active");
