@@ -11,6 +11,7 @@ docs/dashboard.md has the whole design.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ from plugins.governance.admin_api import NotFound, admin_route
 from plugins.governance.service import Governance
 from plugins.metrics_shared import PeriodicFlush
 
+log = logging.getLogger("llm_gateway.dashboard")
 # The provider whose stream this request counted as open.
 STREAM_OPEN: StashKey[str] = StashKey("dashboard.stream_open")
 STATIC = {"": ("index.html", "text/html"), "dashboard.css": ("dashboard.css", "text/css"),
@@ -67,7 +69,10 @@ class Dashboard:
 
     def write(self) -> None:
         assert self.directory is not None
-        write_snapshot(self.directory, self.snapshot())
+        try:
+            write_snapshot(self.directory, self.snapshot())
+        except OSError as exc:  # a full or vanished directory: the next second tries again
+            log.warning("dashboard: could not share this worker's figures: %s", exc)
 
 
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("llm_gateway.dashboard")
