@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("tracing", "plugins.tracing"),
     ("access_log", "plugins.access_log"),
     ("governance", "plugins.governance"),
+    ("dashboard", "plugins.dashboard"),
 )
 
 

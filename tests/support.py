@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import signal
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 
 def openai_provider(url: str, name: str = "oai", **extra: Any) -> dict[str, Any]:
@@ -71,3 +74,24 @@ async def terminate(proc: asyncio.subprocess.Process, wait_s: float = 15) -> int
         proc.kill()
         await proc.wait()
         raise
+
+
+@contextlib.asynccontextmanager
+async def serve_workers(config: dict[str, Any], directory: Path, workers: int = 2) -> AsyncIterator[str]:
+    """``llm-gateway serve --workers N`` on a free port with ``config``: its base URL once healthy;
+    stopped with SIGTERM afterwards, and it must exit 0."""
+    port = free_port()
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump({**config, "server": {**config.get("server", {}), "port": port}}))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(path), "--workers", str(workers),
+        stderr=asyncio.subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(url, proc)
+        yield url
+        assert await terminate(proc, 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
