@@ -1,8 +1,9 @@
 """Where rate-limit buckets live: the ``LimiterBackend`` interface and its in-process implementation.
 
-Every limit is a leaky bucket (aiolimiter's model): it holds at most ``capacity`` units and drains
-at ``per_minute / 60`` units a second; a request fits when ``level + amount <= capacity``, and
-otherwise fits after ``(level + amount - capacity) / rate`` seconds, which is its Retry-After.
+Every limit is a leaky bucket: it holds at most ``capacity`` units and drains at ``per_minute / 60``
+units a second; a request fits when ``level + amount <= capacity``, and otherwise fits after
+``(level + amount - capacity) / rate`` seconds, which is its Retry-After. Both backends keep it
+as GCRA state (one number per limit, see ``plugins.ratelimit_gcra``), so they answer alike.
 
 A backend shared between gateway processes (``plugins.ratelimit_redis``) implements the same calls:
 ``acquire`` must be atomic over all the buckets it is given (a Lua script, for Redis), and
@@ -13,14 +14,15 @@ Buckets are named by ``Limit.key``; a backend creates one on first use from the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
-
-from aiolimiter import AsyncLimiter
 
 REQUESTS = "requests"
 TOKENS = "tokens"
+# A charge that fits up to float rounding fits (the Redis script allows a microsecond too).
+EPSILON_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,13 @@ class Limit:
     kind: str  # REQUESTS or TOKENS
     per_minute: int
     capacity: float
+    # Derived once (GCRA's emission interval T and tolerance tau = capacity x T), not per request.
+    interval_s: float = field(init=False, repr=False, compare=False)
+    tau_s: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval_s", 60.0 / self.per_minute)
+        object.__setattr__(self, "tau_s", self.capacity * 60.0 / self.per_minute)
 
     @classmethod
     def of(cls, scope: str, key: str, kind: str, per_minute: int, window_s: float) -> Limit:
@@ -87,72 +96,72 @@ class LimiterBackend(Protocol):
         """Release connections; called once at shutdown."""
 
 
-class Bucket(AsyncLimiter):
-    """aiolimiter's bucket plus the two things a gateway also needs: its level (for Retry-After
-    and the ``x-ratelimit-*`` headers) and corrections that bypass the room check. Those read
-    aiolimiter 1.x's ``_level``/``_leak``; ``tests/plugins/test_ratelimit.py`` pins them."""
-
-    __slots__ = ()
-
-    def level(self) -> float:
-        self._leak()
-        return self._level
-
-    def force(self, amount: float) -> None:
-        self._leak()
-        self._level = max(0.0, self._level + amount)
-
-    def take(self, amount: float) -> None:
-        """Charge ``amount`` that :meth:`level` just showed fits: aiolimiter's ``acquire`` without
-        its coroutine and waiter queue. ``InProcessBackend`` is the only caller and never waits on
-        a bucket (``admit`` sleeps instead), so the queue is always empty."""
-        self._level += amount
-
-
-def view(limit: Limit, level: float, wait_s: float) -> BucketView:
-    return BucketView(limit, max(0.0, limit.capacity - level), level / limit.rate_per_s, wait_s)
+def view(limit: Limit, ahead_s: float, wait_s: float) -> BucketView:
+    """A bucket whose TAT is ``ahead_s`` past now: its level is ``ahead_s / interval_s``."""
+    return BucketView(limit, max(0.0, limit.capacity - ahead_s / limit.interval_s), ahead_s, wait_s)
 
 
 class InProcessBackend:
-    """Buckets in this process's memory (one per limit in use; drained ones are pruned). With
-    several workers each has its own buckets: divide the limits by the worker count."""
+    """Buckets in this process's memory: one float per limit in use, its theoretical arrival time
+    (GCRA, the same arithmetic as the Redis scripts in ``plugins.ratelimit_gcra``, on this
+    process's monotonic clock); drained ones are pruned. With several workers each has its own
+    buckets: divide the limits by the worker count."""
 
-    def __init__(self) -> None:
-        self._buckets: dict[str, Bucket] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._tats: dict[str, float] = {}
         self._prune_at = 1024
+        self.clock = clock
 
-    def bucket(self, limit: Limit) -> Bucket:
-        bucket = self._buckets.get(limit.key)
-        if bucket is None:
-            if len(self._buckets) >= self._prune_at:
-                self.prune()
-            bucket = self._buckets[limit.key] = Bucket(limit.capacity, limit.capacity / limit.rate_per_s)
-        return bucket
+    def level(self, limit: Limit) -> float:
+        """Units in the bucket now (0 when it has drained)."""
+        return max(0.0, self._tats.get(limit.key, 0.0) - self.clock()) / limit.interval_s
 
     def prune(self) -> None:
         """Forget drained buckets (a fresh one is the same): keys made at run time come and go, so
         the set is bounded by the buckets in use, not by every key ever seen. Amortised: the next
         prune waits until the set has doubled."""
-        self._buckets = {key: b for key, b in self._buckets.items() if b.level() > 0}
-        self._prune_at = max(1024, 2 * len(self._buckets))
+        now = self.clock()
+        self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+        self._prune_at = max(1024, 2 * len(self._tats))
 
     async def acquire(self, charges: Sequence[Charge]) -> Decision:
-        # One leak per bucket, then the check, the charge and the views from those levels. No
-        # await between the check and the charge, so this is atomic within the event loop.
-        seen = [(c, bucket, bucket.level()) for c in charges for bucket in (self.bucket(c.limit),)]
-        if all(level + c.amount <= c.limit.capacity for c, _, level in seen):
-            for c, bucket, _ in seen:
-                bucket.take(c.amount)
-            return Decision(True, tuple(view(c.limit, level + c.amount, 0.0) for c, _, level in seen))
-        return Decision(False, tuple(
-            view(c.limit, level, max(0.0, level + c.amount - c.limit.capacity) / c.limit.rate_per_s)
-            for c, _, level in seen
-        ))
+        # Read every bucket, then charge all or none. No await in between, so this is atomic
+        # within the event loop; one clock read for the whole admission.
+        tats, now = self._tats, self.clock()
+        ahead = []
+        fits = True
+        for c in charges:
+            limit = c.limit
+            before = tats.get(limit.key, now) - now
+            if before < 0.0:
+                before = 0.0
+            after = before + c.amount * limit.interval_s
+            if after > limit.tau_s + EPSILON_S:
+                fits = False
+            ahead.append((before, after))
+        if not fits:
+            return Decision(False, tuple(
+                view(c.limit, before, max(0.0, after - c.limit.tau_s))
+                for c, (before, after) in zip(charges, ahead, strict=True)))
+        if len(tats) >= self._prune_at:
+            self.prune()
+            tats = self._tats
+        views = []
+        for c, (_, after) in zip(charges, ahead, strict=True):
+            tats[c.limit.key] = now + after
+            views.append(view(c.limit, after, 0.0))
+        return Decision(True, tuple(views))
 
     def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
         # In-process, each request's settle is one call by construction: no id to remember.
+        tats, now = self._tats, self.clock()
         for limit, amount in adjustments:
-            self.bucket(limit).force(amount)
+            tat = tats.get(limit.key, now)
+            new = max(tat, now) + amount * limit.interval_s
+            if new > now:
+                tats[limit.key] = new
+            else:
+                tats.pop(limit.key, None)  # given back below empty: drained
 
     async def close(self) -> None:
-        self._buckets.clear()
+        self._tats.clear()

@@ -72,11 +72,11 @@ async def test_drained_buckets_are_pruned_and_live_ones_kept() -> None:
     await backend.acquire([Charge(live, 1)])
     gone = [Limit.of("x", f"vkey:{i}:60000:0:requests", REQUESTS, 60_000, 60) for i in range(3)]
     for limit in gone:  # 60,000 a minute drains a unit in a millisecond
-        backend.bucket(limit)
+        await backend.acquire([Charge(limit, 1)])
     await asyncio.sleep(0.01)
-    backend.bucket(Limit.of("y", "vkey:new:1:0:requests", REQUESTS, 1, 60))  # the fifth: prunes first
-    assert set(backend._buckets) == {live.key, "vkey:new:1:0:requests"}
-    assert backend.bucket(live).level() == pytest.approx(1, abs=0.01)
+    await backend.acquire([Charge(Limit.of("y", "vkey:new:1:0:requests", REQUESTS, 1, 60), 1)])  # prunes first
+    assert set(backend._tats) == {live.key, "vkey:new:1:0:requests"}
+    assert backend.level(live) == pytest.approx(1, abs=0.01)
 
 
 def test_a_virtual_keys_limits_are_built_once_per_spec() -> None:

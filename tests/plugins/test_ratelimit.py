@@ -11,7 +11,7 @@ import pytest
 from gateway.context import RequestContext
 from gateway.operations import CHAT, EMBEDDINGS
 from plugins import ratelimit
-from plugins.ratelimit_backend import REQUESTS, Bucket, Charge, InProcessBackend, Limit
+from plugins.ratelimit_backend import REQUESTS, Charge, InProcessBackend, Limit
 from tests.conftest import MOCK_PROVIDER, make_config
 
 CHAT_BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
@@ -183,17 +183,32 @@ async def test_no_limits_configured_keeps_no_state(gateway, http):
     assert status == 200 and not any(h.startswith("x-ratelimit") for h in headers)
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_bucket_level_and_corrections():
-    """Pins what Bucket reads from aiolimiter (its level) and the correction that bypasses it."""
-    bucket = Bucket(10, 60)
-    await bucket.acquire(4)
-    assert bucket.level() == pytest.approx(4, abs=0.01)
-    bucket.force(10)
-    assert bucket.level() == pytest.approx(14, abs=0.01)
-    assert not bucket.has_capacity(1)
-    bucket.force(-100)
-    assert bucket.level() == 0
-    assert bucket.has_capacity(10)
+    """A charge fills the bucket, a settle corrects it past its capacity or gives units back (never
+    below empty), and the bucket drains at its rate."""
+    clock = Clock()
+    backend = InProcessBackend(clock)
+    limit = Limit.of("a", "a", REQUESTS, 10, 60)  # capacity 10, 1 every 6 s
+    assert (await backend.acquire([Charge(limit, 4)])).admitted
+    assert backend.level(limit) == pytest.approx(4)
+    backend.settle("r1", [(limit, 10)])
+    assert backend.level(limit) == pytest.approx(14)
+    assert not (await backend.acquire([Charge(limit, 1)])).admitted
+    clock.now += 30  # five units drained
+    assert backend.level(limit) == pytest.approx(9)
+    backend.settle("r2", [(limit, -100)])
+    assert backend.level(limit) == 0
+    assert (await backend.acquire([Charge(limit, 10)])).admitted
 
 
 async def test_in_process_backend_is_all_or_nothing():
@@ -204,7 +219,7 @@ async def test_in_process_backend_is_all_or_nothing():
     decision = await backend.acquire([Charge(a, 1), Charge(b, 1)])
     assert not decision.admitted
     assert decision.retry_after == pytest.approx(60, abs=0.1)
-    assert backend.bucket(a).level() == pytest.approx(1, abs=0.01)  # not charged by the rejection
+    assert backend.level(a) == pytest.approx(1, abs=0.01)  # not charged by the rejection
 
 
 def test_token_estimate_is_prompt_chars_over_four_plus_max_tokens():
@@ -224,23 +239,21 @@ def test_reset_durations_use_openai_style(seconds, text):
     assert ratelimit.format_duration(seconds) == text
 
 
-async def test_in_process_backend_views_come_from_one_leak_per_bucket():
-    """The admitted views show each bucket after its charge, the refused ones before it, and a
-    bucket charged by ``take`` leaks like one charged by aiolimiter's ``acquire``."""
-    backend = InProcessBackend()
+async def test_in_process_backend_views_show_each_bucket_after_its_charge():
+    """The admitted views show each bucket after its charge, the refused ones before it, from one
+    clock reading; the bucket then drains at its rate."""
+    clock = Clock()
+    backend = InProcessBackend(clock)
     a = Limit.of("a", "a", REQUESTS, 600, 60)  # capacity 600, 10 a second
     b = Limit.of("b", "b", REQUESTS, 60, 60)  # capacity 60, 1 a second
     decision = await backend.acquire([Charge(a, 5), Charge(b, 60)])
     assert decision.admitted
     view_a, view_b = decision.views
-    assert view_a.remaining == pytest.approx(595, abs=0.1) and view_a.reset_s == pytest.approx(0.5, abs=0.01)
-    assert view_b.remaining == pytest.approx(0, abs=0.1) and view_a.wait_s == view_b.wait_s == 0
+    assert view_a.remaining == pytest.approx(595) and view_a.reset_s == pytest.approx(0.5)
+    assert view_b.remaining == pytest.approx(0) and view_a.wait_s == view_b.wait_s == 0
     refused = await backend.acquire([Charge(a, 1), Charge(b, 2)])
     assert not refused.admitted
-    assert refused.views[0].wait_s == 0 and refused.views[1].wait_s == pytest.approx(2, abs=0.05)
-    assert backend.bucket(a).level() == pytest.approx(5, abs=0.05)  # the refusal charged nothing
-    bucket = Bucket(10, 10)  # 1 a second
-    assert bucket.level() == 0  # as the backend does: the level first, then the charge
-    bucket.take(4)
-    bucket._last_check -= 2  # two seconds later
-    assert bucket.level() == pytest.approx(2, abs=0.01)
+    assert refused.views[0].wait_s == 0 and refused.views[1].wait_s == pytest.approx(2)
+    assert backend.level(a) == pytest.approx(5)  # the refusal charged nothing
+    clock.now += 0.3
+    assert backend.level(a) == pytest.approx(2)
