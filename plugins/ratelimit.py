@@ -57,7 +57,7 @@ class RateLimitSettings(RateLimitSpec):
 
     # Wait up to this long for room instead of answering 429 at once.
     max_wait_s: float = Field(0.0, ge=0, le=300)
-    # A bucket holds this many seconds' worth of its rate (aiolimiter's time_period): 60 lets a
+    # A bucket holds this many seconds' worth of its rate: 60 lets a
     # whole minute's quota arrive at once; smaller values smooth bursts. Never below one unit.
     window_s: float = Field(60.0, gt=0, le=3600)
     # Where buckets live: this process (memory) or Redis, shared by every worker and replica.
@@ -82,6 +82,8 @@ class RateLimitState:
     key_limits: dict[str, tuple[Limit, ...]]
     default_max_tokens: int = 0
     run_time: RunTimeLimits = field(default_factory=lambda: RunTimeLimits(60.0))  # virtual keys' limits
+    # A requests limit's charge of one unit, made once (keys made at run time add theirs).
+    units: dict[Limit, Charge] = field(default_factory=dict)
 
     def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
         limits = self.global_limits
@@ -132,6 +134,10 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
+HEADER_NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+                for kind in (REQUESTS, TOKENS)}
+
+
 def ratelimit_headers(views: Sequence[BucketView]) -> dict[str, str]:
     """Per kind, the bucket with the least room left (the one a client should watch)."""
     least: dict[str, BucketView] = {}  # one pass: this runs on every admitted request
@@ -140,13 +146,11 @@ def ratelimit_headers(views: Sequence[BucketView]) -> dict[str, str]:
         if best is None or v.remaining < best.remaining:  # the first of equals, as min() picks
             least[v.limit.kind] = v
     headers: dict[str, str] = {}
-    for kind in (REQUESTS, TOKENS):
-        tightest = least.get(kind)
-        if tightest is None:
-            continue
-        headers[f"x-ratelimit-limit-{kind}"] = str(tightest.limit.per_minute)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(tightest.remaining)))
-        headers[f"x-ratelimit-reset-{kind}"] = format_duration(tightest.reset_s)
+    for kind, tightest in least.items():
+        limit_name, remaining_name, reset_name = HEADER_NAMES[kind]
+        headers[limit_name] = str(tightest.limit.per_minute)
+        headers[remaining_name] = str(max(0, math.floor(tightest.remaining + 1e-9)))
+        headers[reset_name] = format_duration(tightest.reset_s)
     return headers
 
 
@@ -163,16 +167,19 @@ def too_many(decision: Decision) -> RateLimitError:
 
 async def admit(state: RateLimitState, charges: Sequence[Charge]) -> Decision:
     """Charge every bucket, waiting (up to ``max_wait_s``) while any lacks room."""
+    decision = await state.backend.acquire(charges)
+    if decision.admitted:  # the usual case: no deadline to work out
+        return decision
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.max_wait_s
     while True:
-        decision = await state.backend.acquire(charges)
-        if decision.admitted:
-            return decision
         wait = decision.retry_after
         if loop.time() + wait > deadline:
             raise too_many(decision)
         await asyncio.sleep(wait)
+        decision = await state.backend.acquire(charges)
+        if decision.admitted:
+            return decision
 
 
 @hookimpl
@@ -225,9 +232,13 @@ async def gateway_startup(app: web.Application) -> None:
 def charges_for(ctx: RequestContext, state: RateLimitState, limits: Sequence[Limit]) -> tuple[Charge, ...]:
     tokens = -1  # estimated once, at the first tokens limit; a loop, not generators: every request
     charges = []
+    units = state.units
     for lim in limits:
-        if lim.kind == REQUESTS:
-            charges.append(Charge(lim, 1))
+        if lim.kind == REQUESTS:  # always one unit: the same (never changed) Charge every time
+            unit = units.get(lim)
+            if unit is None:
+                unit = units[lim] = Charge(lim, 1)
+            charges.append(unit)
             continue
         if tokens < 0:
             tokens = estimate_tokens(ctx, state.default_max_tokens)
