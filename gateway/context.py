@@ -30,7 +30,8 @@ class StashKey(Generic[T]):
 
 @dataclass(slots=True)
 class Principal:
-    """The authenticated caller: a key's *name*, never the key itself."""
+    """The authenticated caller: a key's *name*, never the key itself. Read-only once returned by
+    ``gateway_authenticate``: an authenticator may hand every request of a key the same object."""
 
     name: str
     # fnmatch patterns over "provider/model" and alias names; empty means all.

@@ -32,6 +32,12 @@ class KeyEntry:
     name: str
     digest: bytes  # sha256 of the key; the key itself is never kept
     models: tuple[str, ...]
+    # The principal every request with this key gets: made once, read-only for every plugin
+    # (``Principal`` is documented as read-only), not a new object and dict per request.
+    principal: Principal = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "principal", Principal(self.name, self.models))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,7 @@ def gateway_authenticate(ctx: RequestContext) -> Principal | None:
     entry = state.match(presented)
     if entry is None:
         raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
-    return Principal(entry.name, entry.models)
+    return entry.principal
 
 
 @hookimpl(tryfirst=True)
