@@ -86,9 +86,15 @@ class CacheState:
     flights: Flights = field(default_factory=Flights)
     # Stores to a remote backend under way, awaited at shutdown.
     storing: set[asyncio.Task[None]] = field(default_factory=set)
+    # The backend when it is this process's memory: called without a coroutine per lookup and store.
+    local: InProcessLRU | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backend, InProcessLRU):
+            object.__setattr__(self, "local", self.backend)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
     """A request that missed (or bypassed) the cache: where to store its answer, if at all, and
     whether it leads a flight that identical requests wait for."""
@@ -190,10 +196,11 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         ctx[PENDING] = Pending(key, store, leads=store and not ctx.stream and state.flights.lead(key))
         mark(ctx, "bypass")
         return None
+    local = state.local
     if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
-        raw = await state.backend.get(key)
+        raw = local.lookup(key) if local is not None else await state.backend.get(key)
     elif state.flights.lead(key):
-        raw = await state.backend.claim(key)
+        raw = local.lookup(key) if local is not None else await state.backend.claim(key)
         if raw is None:
             ctx[PENDING] = Pending(key, store=True, leads=True)
             mark(ctx, "miss")
@@ -243,8 +250,13 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Any:
             if state.backend.remote:
                 in_background(state, state.backend.abandon(pending.key))
         return None
+    if state.local is not None:  # in memory: done before the handler returns
+        state.local.put(pending.key, value, state.ttl_s)
+        if pending.leads:
+            state.flights.end(pending.key)
+        return None
     if not state.backend.remote:
-        return store(state, pending, value)  # in memory: done before the handler returns
+        return store(state, pending, value)
     in_background(state, store(state, pending, value))
     return None
 

@@ -121,6 +121,13 @@ class InProcessLRU:
         return key in self._entries
 
     async def get(self, key: str) -> bytes | None:
+        return self.lookup(key)
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self.put(key, value, ttl_s)
+
+    def lookup(self, key: str) -> bytes | None:
+        """``get`` without a coroutine: the cache plugin calls it directly on this backend."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -130,7 +137,8 @@ class InProcessLRU:
         self._entries.move_to_end(key)
         return entry.value
 
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+    def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """``set`` without a coroutine."""
         size = len(key) + len(value)
         if size > self.max_bytes:
             return  # would evict everything else and still not fit
