@@ -125,11 +125,10 @@ def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
         canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a plugin put something non-JSON in the body: do not cache
         return None
-    digest = hashlib.sha256(f"{ctx.op.name}\0{target.provider.name}\0{target.model}\0".encode())
+    prefix = f"{ctx.op.name}\0{target.provider.name}\0{target.model}\0"
     if per_key and ctx.principal is not None:
-        digest.update(f"key\0{ctx.principal.name}\0".encode())
-    digest.update(canonical)
-    return digest.hexdigest()
+        prefix += f"key\0{ctx.principal.name}\0"
+    return hashlib.sha256(prefix.encode() + canonical).hexdigest()
 
 
 def cacheable(response: dict[str, Any]) -> bool:
@@ -138,9 +137,12 @@ def cacheable(response: dict[str, Any]) -> bool:
     choices = response.get("choices")
     if choices is None:  # embeddings
         return isinstance(response.get("data"), list)
-    return bool(choices) and all(
-        isinstance(c, dict) and c.get("finish_reason") in CACHEABLE_FINISH for c in choices
-    )
+    if not choices or not isinstance(choices, list):
+        return False
+    for c in choices:  # noqa: SIM110 -- a loop, not all() over a generator: every answer passes here
+        if not isinstance(c, dict) or c.get("finish_reason") not in CACHEABLE_FINISH:
+            return False
+    return True
 
 
 def mark(ctx: RequestContext, outcome: str) -> None:

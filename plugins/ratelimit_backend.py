@@ -148,8 +148,10 @@ class InProcessBackend:
             tats = self._tats
         views = []
         for c, (_, after) in zip(charges, ahead, strict=True):
-            tats[c.limit.key] = now + after
-            views.append(view(c.limit, after, 0.0))
+            limit = c.limit
+            tats[limit.key] = now + after
+            room = limit.capacity - after / limit.interval_s  # view(), inlined: six per request
+            views.append(BucketView(limit, room if room > 0.0 else 0.0, after, 0.0))
         return Decision(True, tuple(views))
 
     def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
