@@ -45,7 +45,7 @@ class Hooks:
     async def first(self, name: str, **kwargs: Any) -> Any:
         """The first non-None result; later implementations are not called."""
         for call in self._calls[name]:
-            res = call(kwargs)
+            res = call(**kwargs)
             if res is not None and awaitable(res):
                 res = await res
             if res is not None:
@@ -56,7 +56,7 @@ class Hooks:
         """Every implementation in order; the first exception stops the chain and propagates."""
         out = []
         for call in self._calls[name]:
-            res = call(kwargs)
+            res = call(**kwargs)
             out.append(await res if res is not None and awaitable(res) else res)
         return out
 
@@ -64,7 +64,7 @@ class Hooks:
         """Like ``all`` but an error in one implementation is logged and the rest still run."""
         for impl, call in zip(self._impls[name], self._calls[name], strict=True):
             try:
-                res = call(kwargs)
+                res = call(**kwargs)
                 if res is not None and awaitable(res):
                     await res
             except Exception:
@@ -75,7 +75,7 @@ class Hooks:
         runs, and a plugin's error is logged, never raised into the request."""
         for impl, call in zip(self._impls[name], self._calls[name], strict=True):
             try:
-                call(kwargs)
+                call(**kwargs)
             except Exception:
                 log.exception("plugin %s failed in %s", impl.plugin_name, name)
 
@@ -92,9 +92,11 @@ def awaitable(res: Any) -> bool:
     return inspect.isawaitable(res)
 
 
-def caller(pm: pluggy.PluginManager, name: str, impl: pluggy.HookImpl) -> Callable[[dict[str, Any]], Any]:
+def caller(pm: pluggy.PluginManager, name: str, impl: pluggy.HookImpl) -> Callable[..., Any]:
+    """The implementation itself when it takes every argument of the spec (no call layer of
+    ours per hook call), else an adapter that passes it the arguments it names."""
     fn, argnames = impl.function, impl.argnames
     spec = getattr(pm.hook, name).spec
     if spec is not None and set(argnames) == set(spec.argnames):
-        return lambda kwargs: fn(**kwargs)
-    return lambda kwargs: fn(*(kwargs[a] for a in argnames))
+        return fn
+    return lambda **kwargs: fn(*(kwargs[a] for a in argnames))
