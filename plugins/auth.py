@@ -83,6 +83,10 @@ def presented_key(ctx: RequestContext) -> str | None:
     headers = ctx.request.headers
     authorization = headers.get("Authorization")
     if authorization:
+        if authorization.startswith("Bearer "):  # as nearly every client sends it
+            value = authorization[7:].strip()
+            if value:
+                return value
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
