@@ -12,18 +12,16 @@ hooks, which are called the same way (``notify``: no pluggy call machinery per u
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from collections.abc import Callable
-from types import CoroutineType
+from collections.abc import Awaitable, Callable
+from types import CoroutineType, GeneratorType
 from typing import Any
 
 import pluggy
 
 log = logging.getLogger("llm_gateway.hooks")
-# What hook implementations return that is certainly not awaitable (a short-circuit, a principal
-# and other objects still go through the full check).
-PLAIN = frozenset({bool, int, float, str, bytes, list, tuple, dict})
 
 
 class Hooks:
@@ -87,9 +85,16 @@ def awaitable(res: Any) -> bool:
     kind = type(res)
     if kind is CoroutineType:
         return True
-    if kind in PLAIN:
-        return False
-    return inspect.isawaitable(res)
+    if kind is GeneratorType:  # awaitable or not by its code's flags: ask each time
+        return inspect.isawaitable(res)
+    return awaitable_type(kind)
+
+
+@functools.lru_cache(maxsize=256)
+def awaitable_type(kind: type) -> bool:
+    """Whether instances of ``kind`` (not a generator) are awaitable, asked once per type (a
+    principal, a short-circuit, a plugin's own objects)."""
+    return issubclass(kind, Awaitable)
 
 
 def caller(pm: pluggy.PluginManager, name: str, impl: pluggy.HookImpl) -> Callable[..., Any]:
