@@ -195,3 +195,22 @@ def test_chain_compares_both_rate_limit_backends_and_counts_redis_round_trips():
     for name in ("relay", "gateway", "chain-memory", "chain-redis"):
         assert re.search(rf"^\| {name} \| \d+ \| \d+ \|", proc.stdout, re.M), proc.stdout
     assert re.search(r"^\| EVALSHA ADMIT \| 20 \| 1\.00 \|$", proc.stdout, re.M), proc.stdout
+
+
+def test_plugin_costs_attributes_each_sample_to_the_innermost_gateway_frame(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from plugin_costs import attribute
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    runner = "<module> (gateway/__main__.py:5);serve (gateway/server.py:139);run (asyncio/runners.py:118)"
+    raw = tmp_path / "x.raw"
+    raw.write_text("\n".join([
+        f"{runner};handle (gateway/handler.py:135);all (gateway/hookcall.py:59);"
+        "acquire (plugins/ratelimit_backend.py:150);get (typing.py:1) 7",
+        f"{runner};handle (gateway/handler.py:135);all (gateway/hookcall.py:59) 2",
+        f"{runner};handle (/src/gw/gateway/handler.py:140);read (aiohttp/web_request.py:9) 3",
+        f"{runner};lookup (/src/gw/plugins/cache_store.py:120) 4",
+        f"{runner};_run (asyncio/events.py:80) 5",
+    ]) + "\n")
+    assert attribute(raw, "/src/gw/") == {"ratelimit": 7, "hook calls": 2, "core": 3, "cache": 4, "loop": 5}
