@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -84,6 +84,12 @@ class RateLimitState:
     run_time: RunTimeLimits = field(default_factory=lambda: RunTimeLimits(60.0))  # virtual keys' limits
     # A requests limit's charge of one unit, made once (keys made at run time add theirs).
     units: dict[Limit, Charge] = field(default_factory=dict)
+    # The backend when it is this process's memory: an admission then needs no coroutine.
+    local: InProcessBackend | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backend, InProcessBackend):
+            object.__setattr__(self, "local", self.backend)
 
     def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
         limits = self.global_limits
@@ -247,10 +253,31 @@ def charges_for(ctx: RequestContext, state: RateLimitState, limits: Sequence[Lim
 
 
 @hookimpl(trylast=True)
-async def gateway_request_received(ctx: RequestContext) -> None:
+def gateway_request_received(ctx: RequestContext) -> Awaitable[None] | None:
     state = ctx.app.get(RATE_LIMIT)
     if state is None:
-        return
+        return None
+    local = state.local
+    if local is not None and (len(ctx.targets) < 2 or not state.provider_limits):
+        # In memory with one candidate target, the usual admission is decided here and now;
+        # a refusal (it may wait up to max_wait_s) takes the general way below.
+        limits = state.limits_for(ctx)
+        if not limits:
+            return None
+        charges = charges_for(ctx, state, limits)
+        decision = local.take(charges)
+        if decision.admitted:
+            admitted(ctx, charges, decision)
+            return None
+    return admission(ctx, state)
+
+
+def admitted(ctx: RequestContext, charges: tuple[Charge, ...], decision: Decision) -> None:
+    ctx[CHARGED] = [(charges, ctx.targets[0].provider.name if ctx.targets else None)]
+    ctx.response_headers.update(ratelimit_headers(decision.views))
+
+
+async def admission(ctx: RequestContext, state: RateLimitState) -> None:
     # An alias whose first target's provider is out of room spills over to the next target with
     # room; rejected tries charge nothing (admission is all or nothing).
     candidates = range(len(ctx.targets)) if len(ctx.targets) > 1 and state.provider_limits else range(1)
@@ -268,8 +295,7 @@ async def gateway_request_received(ctx: RequestContext) -> None:
             continue
         if i:
             ctx.targets = ctx.targets[i:]
-        ctx[CHARGED] = [(charges, ctx.targets[0].provider.name if ctx.targets else None)]
-        ctx.response_headers.update(ratelimit_headers(decision.views))
+        admitted(ctx, charges, decision)
         return
     assert first_refusal is not None
     raise first_refusal

@@ -125,8 +125,12 @@ class InProcessBackend:
         self._prune_at = max(1024, 2 * len(self._tats))
 
     async def acquire(self, charges: Sequence[Charge]) -> Decision:
-        # Read every bucket, then charge all or none. No await in between, so this is atomic
-        # within the event loop; one clock read for the whole admission.
+        return self.take(charges)
+
+    def take(self, charges: Sequence[Charge]) -> Decision:
+        """``acquire`` without a coroutine: the rate-limit plugin calls it directly on this backend."""
+        # Read every bucket, then charge all or none. Nothing in between can interleave, so this
+        # is atomic within the event loop; one clock read for the whole admission.
         tats, now = self._tats, self.clock()
         ahead = []
         fits = True
