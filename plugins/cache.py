@@ -222,8 +222,9 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
 
 
 @hookimpl(trylast=True)
-async def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> None:
-    """Last in line, so what is stored is what the client gets after other plugins' edits."""
+def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> None:
+    """Last in line, so what is stored is what the client gets after other plugins' edits. Not a
+    coroutine: it only serialises and hands the answer to the flight."""
     pending = ctx.get(PENDING)
     if pending is None or not pending.store or ctx.stream or not cacheable(response):
         return
