@@ -22,6 +22,7 @@ from gateway.errors import (
     InvalidRequestError,
     harms_health,
 )
+from gateway.hookcall import awaitable
 from gateway.relay import JSONResponse, SSEResponse, error_response, flatten, json_response
 from gateway.replay import response_to_chunks
 
@@ -49,6 +50,10 @@ def request_id(request: web.Request) -> str:
 async def authenticate(gw: Gateway, ctx: RequestContext) -> None:
     if gw.on_authenticate:
         ctx.principal = await gw.hooks.first("gateway_authenticate", ctx=ctx)
+    require_principal(gw, ctx)
+
+
+def require_principal(gw: Gateway, ctx: RequestContext) -> None:
     if ctx.principal is None and gw.auth_required:
         raise AuthenticationError(
             "Missing API key: send it in the Authorization header as a Bearer token.", code="missing_api_key"
@@ -115,16 +120,22 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
     try:
         if gw.on_request_started:
             gw.pm.hook.gateway_request_started(ctx=ctx)
-        await authenticate(gw, ctx)
+        # The hooks through Hooks.*_now/run: no coroutine of ours unless a plugin must wait.
+        if gw.on_authenticate:
+            principal = gw.hooks.first_now("gateway_authenticate", ctx=ctx)
+            ctx.principal = await principal if principal is not None and awaitable(principal) else principal
+        require_principal(gw, ctx)
         ctx.body = await read_json(request, gw.config.server.max_body_bytes)
         if op.dialect is not None:  # the client's own wire format → the canonical chat body
             ctx.body = op.dialect.accept(op, ctx, await request.read())
         validate(op, ctx)
         ctx.targets = gw.router.resolve(ctx.model)  # type: ignore[arg-type]
-        if gw.on_request_received:
-            await gw.hooks.all("gateway_request_received", ctx=ctx)
+        if gw.on_request_received and (pending := gw.hooks.run("gateway_request_received", ctx=ctx)):
+            await pending
         if gw.on_before_upstream:
-            short = await gw.hooks.first("gateway_before_upstream", ctx=ctx)
+            short = gw.hooks.first_now("gateway_before_upstream", ctx=ctx)
+            if short is not None and awaitable(short):
+                short = await short
             if short is not None:
                 return await respond_short(gw, ctx, short, outcome)
         if ctx.stream:
@@ -136,7 +147,8 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
             ctx.settle_attempt()
-            await gw.hooks.all("gateway_response", ctx=ctx, response=result)
+            if pending := gw.hooks.run("gateway_response", ctx=ctx, response=result):
+                await pending
             ctx.response_bytes = None  # a plugin may have changed it
         if op.dialect is not None:
             body = op.dialect.render(op, ctx, result)
@@ -153,8 +165,9 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
         return await fail(gw, ctx, GatewayError(f"Internal gateway error (request id {ctx.request_id})."), outcome)
     finally:
         ctx.settle_attempt()
-        if gw.on_request_finished:
-            await gw.hooks.all_safe("gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))
+        if gw.on_request_finished and (pending := gw.hooks.run_safe(
+                "gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))):
+            await pending
         gw.in_flight -= 1
         if not gw.in_flight and gw is not live.current:
             live.left(gw)  # the last request of a superseded generation: retire it

@@ -8,6 +8,9 @@ honoured, blocked plugins absent), each result awaited before the next implement
 ``hookwrapper``/``wrapper`` implementations are not supported on these hooks, nor on the attempt
 hooks, which are called the same way (``notify``: no pluggy call machinery per upstream attempt).
 ``gateway_configure``, ``gateway_request_started`` and ``gateway_wrap_stream`` go through pluggy itself.
+The request path calls ``first_now``/``run``/``run_safe``: the same order and error handling, but
+plain functions until an implementation returns an awaitable, so a request whose plugins all
+decide at once (the in-memory limiter, cache and budgets do) makes no coroutine for its hooks.
 """
 
 from __future__ import annotations
@@ -61,6 +64,79 @@ class Hooks:
     async def all_safe(self, name: str, **kwargs: Any) -> None:
         """Like ``all`` but an error in one implementation is logged and the rest still run."""
         for impl, call in zip(self._impls[name], self._calls[name], strict=True):
+            try:
+                res = call(**kwargs)
+                if res is not None and awaitable(res):
+                    await res
+            except Exception:
+                log.exception("plugin %s failed in %s", impl.plugin_name, name)
+
+    # The request path's variants: a request's hooks are mostly plain functions (or plugins that
+    # decide at once, returning a coroutine only when they must wait), so these call the
+    # implementations directly and make a coroutine only from the first implementation that
+    # returned an awaitable on. The caller awaits what they return when it is not None.
+
+    def first_now(self, name: str, **kwargs: Any) -> Any:
+        """``first``: a plain result as it is, or an awaitable of the result."""
+        calls = self._calls[name]
+        for i, call in enumerate(calls):
+            res = call(**kwargs)
+            if res is None:
+                continue
+            if awaitable(res):
+                return self._first_rest(calls[i + 1:], res, kwargs)
+            return res
+        return None
+
+    async def _first_rest(self, calls: tuple[Callable[..., Any], ...], pending: Any, kwargs: dict[str, Any]) -> Any:
+        res = await pending
+        if res is not None:
+            return res
+        for call in calls:
+            res = call(**kwargs)
+            if res is not None and awaitable(res):
+                res = await res
+            if res is not None:
+                return res
+        return None
+
+    def run(self, name: str, **kwargs: Any) -> Awaitable[None] | None:
+        """``all`` without the results: None once every implementation ran, else an awaitable
+        that finishes the rest. The first exception propagates."""
+        calls = self._calls[name]
+        for i, call in enumerate(calls):
+            res = call(**kwargs)
+            if res is not None and awaitable(res):
+                return self._run_rest(calls[i + 1:], res, kwargs)
+        return None
+
+    async def _run_rest(self, calls: tuple[Callable[..., Any], ...], pending: Any, kwargs: dict[str, Any]) -> None:
+        await pending
+        for call in calls:
+            res = call(**kwargs)
+            if res is not None and awaitable(res):
+                await res
+
+    def run_safe(self, name: str, **kwargs: Any) -> Awaitable[None] | None:
+        """``all_safe``, synchronous until an implementation returns an awaitable."""
+        impls, calls = self._impls[name], self._calls[name]
+        for i, call in enumerate(calls):
+            try:
+                res = call(**kwargs)
+            except Exception:
+                log.exception("plugin %s failed in %s", impls[i].plugin_name, name)
+                continue
+            if res is not None and awaitable(res):
+                return self._run_safe_rest(name, i, res, kwargs)
+        return None
+
+    async def _run_safe_rest(self, name: str, i: int, pending: Any, kwargs: dict[str, Any]) -> None:
+        impls, calls = self._impls[name], self._calls[name]
+        try:
+            await pending
+        except Exception:
+            log.exception("plugin %s failed in %s", impls[i].plugin_name, name)
+        for impl, call in zip(impls[i + 1:], calls[i + 1:], strict=True):
             try:
                 res = call(**kwargs)
                 if res is not None and awaitable(res):

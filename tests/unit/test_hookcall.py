@@ -91,3 +91,67 @@ async def test_a_raising_implementation_strands_no_coroutine():
     else:
         raise AssertionError("the error must propagate")
     # With filterwarnings=error a never-awaited coroutine from AsyncLater would fail this test.
+
+
+async def test_the_request_path_variants_make_no_coroutine_until_a_plugin_must_wait():
+    calls = []
+
+    class Plain:
+        @hookimpl
+        def gateway_request_received(self, ctx):
+            calls.append("plain")
+
+    class Waits:
+        @hookimpl(tryfirst=True)
+        def gateway_request_received(self, ctx):
+            calls.append("decides")
+            return None if ctx == "now" else finish()
+
+    async def finish():
+        calls.append("waited")
+
+    hooks = manager(Plain(), Waits())
+    assert hooks.run("gateway_request_received", ctx="now") is None
+    assert calls == ["decides", "plain"]
+    calls.clear()
+    pending = hooks.run("gateway_request_received", ctx="later")
+    assert calls == ["decides"]  # the rest runs once the awaitable is awaited, in order
+    await pending
+    assert calls == ["decides", "waited", "plain"]
+
+
+async def test_first_now_gives_a_plain_result_at_once_and_an_awaitable_otherwise():
+    assert manager(SyncNone()).first_now("gateway_before_upstream", ctx=None) is None
+
+    class Plain:
+        @hookimpl
+        def gateway_before_upstream(self, ctx):
+            return "plain"
+
+    assert manager(Plain(), SyncNone()).first_now("gateway_before_upstream", ctx=None) == "plain"
+    # AsyncNone first (registered last), then the plain answer after it.
+    assert await manager(Plain(), AsyncNone()).first_now("gateway_before_upstream", ctx=None) == "plain"
+
+
+async def test_run_safe_logs_a_failure_and_runs_the_rest(caplog):
+    calls = []
+
+    class Boom:
+        @hookimpl
+        def gateway_request_finished(self, ctx, outcome):
+            raise RuntimeError("plugin bug")
+
+    class AsyncBoom:
+        @hookimpl
+        async def gateway_request_finished(self, ctx, outcome):
+            raise RuntimeError("async plugin bug")
+
+    class Fine:
+        @hookimpl
+        def gateway_request_finished(self, ctx, outcome):
+            calls.append(outcome)
+
+    assert manager(Fine(), Boom()).run_safe("gateway_request_finished", ctx=None, outcome="a") is None
+    await manager(Fine(), AsyncBoom()).run_safe("gateway_request_finished", ctx=None, outcome="b")
+    assert calls == ["a", "b"]
+    assert [r.message for r in caplog.records].count("plugin p1 failed in gateway_request_finished") == 2
