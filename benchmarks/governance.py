@@ -153,8 +153,11 @@ async def hooks_cost(keys: int, n: int, workdir: Path) -> float:
             outcome = Outcome(200, provider="mock", model="mock-1", usage=Usage(3, 8, 0), latency_s=0.001)
             if governed:
                 ctx.principal = auth.gateway_authenticate(ctx)
-                await accounting.gateway_request_received(ctx)
-                await accounting.gateway_request_finished(ctx, outcome)
+                # Each returns a coroutine only when Redis holds the budget counters.
+                if (pending := accounting.gateway_request_received(ctx)) is not None:
+                    await pending
+                if (pending := accounting.gateway_request_finished(ctx, outcome)) is not None:
+                    await pending
         return (time.process_time() - start) / n
 
     try:

@@ -84,19 +84,24 @@ def window(period: str | None, now: float) -> str:
 
 
 class WindowClock:
-    """``window`` labels for the current second, computed once per second (the request path asks
-    for them on every budgeted request; formatting a date each time costs microseconds)."""
+    """``window`` labels of the current UTC day, computed once a day (the request path asks for
+    them on every budgeted request; formatting a date each time costs microseconds). ``labels``
+    is replaced, never changed, when the day turns: its identity tells a cached counter is stale."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._labels: dict[str | None, str] = {}
+        self._start = self._end = 0.0  # the UTC day the labels hold for: [start, end)
+        self.labels: dict[str | None, str] = {}
+
+    def current(self, now: float) -> dict[str | None, str]:
+        """period -> window label at ``now`` (None -> ``all``)."""
+        if not self._start <= now < self._end:  # a new day (or a clock stepped back)
+            self._start = now - now % 86400
+            self._end = self._start + 86400
+            self.labels = {p: window(p, now) for p in (*PERIODS, None)}
+        return self.labels
 
     def label(self, period: str | None, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._labels = {p: window(p, now) for p in (*PERIODS, None)}
-            self._second = second
-        return self._labels[period]
+        return self.current(now)[period]
 
 
 def seconds_to_reset(period: str | None, now: float) -> float | None:

@@ -35,6 +35,10 @@ class KeyIndex:
         # Each key's rate limit, validated once per change: the principal carries this object, and
         # the rate-limit plugin caches its buckets per (key id, this object).
         self.rate_limits: dict[str, RateLimitSpec] = {}
+        # Each usable key's principal, made once per change and handed to every request of the key
+        # (nothing changes a principal after authentication; the rate-limit plugin relies on
+        # seeing the same spec object).
+        self.principals: dict[str, Principal] = {}
         self.seq = 0  # the highest change number applied
         self.loaded = False  # the first full read from the store has happened
 
@@ -53,6 +57,9 @@ class KeyIndex:
                 self.rate_limits.pop(key.id, None)
             if key.revoked_at is None:
                 self.by_digest[bytes.fromhex(key.digest)] = key
+                self.principals[key.id] = principal_for(key, self.rate_limits.get(key.id))
+            else:
+                self.principals.pop(key.id, None)
             self.seq = max(self.seq, key.seq)
 
     def live_team(self, team_id: str | None) -> TeamRecord | None:
@@ -62,7 +69,9 @@ class KeyIndex:
     def match(self, presented: str) -> KeyRecord | None:
         """The usable key for ``presented``; None when unknown, revoked, expired or its team gone."""
         key = self.by_digest.get(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest())
-        if key is None or not key.usable(time.time()):
+        if key is None:
+            return None
+        if key.expires_at is not None and not key.usable(time.time()):  # revoked keys are not in by_digest
             return None
         if key.team_id is not None and self.live_team(key.team_id) is None:
             return None
@@ -94,7 +103,7 @@ class KeyAuthenticator:
         if presented is not None:
             key = self.index.match(presented)
             if key is not None:
-                return principal_for(key, self.index.rate_limits.get(key.id))
+                return self.index.principals[key.id]
         if self.static_keys:
             return None  # the static-key plugin decides (and the core refuses a missing key)
         if presented is None:
