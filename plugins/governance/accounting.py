@@ -172,7 +172,7 @@ class Accounting:
 
     def price(self, outcome: Outcome, reservation: Reservation | None) -> float | None:
         usage = outcome.usage
-        if outcome.cache == "HIT" or outcome.provider is None:
+        if outcome.cache == "hit" or outcome.provider is None:  # a hit: "hit" (plugins/cache.py)
             return 0.0
         if usage is None:
             if outcome.status == CLIENT_GONE and reservation is not None:
