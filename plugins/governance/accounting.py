@@ -137,7 +137,7 @@ class Accounting:
         failed = self.gov.local.reserve(plan.limits, amount)
         if failed is not None:
             refuse(plan, failed, now)
-        ctx[RESERVATION] = Reservation(plan.counters, amount, prompt, False)
+        ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, False)
         return None
 
     async def admit_remote(self, ctx: RequestContext, plan: Plan, prompt: float, amount: float, now: float) -> None:
@@ -146,11 +146,11 @@ class Accounting:
         failed = await remote.reserve(plan.limits, amount)
         if failed is not None:
             refuse(plan, failed, now)
-        ctx[RESERVATION] = Reservation(plan.counters, amount, prompt, remote.up)
+        ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, remote.up)
 
     @hookimpl(tryfirst=True)
     def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
-        reservation = ctx.get(RESERVATION)
+        reservation = ctx.stash.get(RESERVATION)
         if outcome.provider is None and reservation is None:
             return None  # refused before any vendor was asked: it costs nothing and is not recorded
         cost = self.price(outcome, reservation)
