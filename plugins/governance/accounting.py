@@ -39,17 +39,19 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A key's budgets as the request path needs them, made once per key, team record and UTC
-    day (``Accounting.plan_of``): the counters checked at admission with their budgets and
+    """A key's budgets as the request path needs them, made once per key, change of the key index
+    and UTC day (``Accounting.plan_of``): the counters checked at admission with their budgets and
     periods, and the windows its spend counts in."""
 
     key: KeyRecord
     team: TeamRecord | None  # as looked up, live or not: the key's spend counts in its windows
-    labels: dict[str | None, str]  # the WindowClock's labels the counters were made with
     limits: tuple[Limit, ...]
     periods: tuple[str | None, ...]
     counters: tuple[Counter, ...]
     windows: tuple[Counter, ...]
+    generation: int  # the key index's generation it was made at
+    since: float  # the UTC day its window labels hold for: [since, until)
+    until: float
 
 
 RESERVATION: StashKey[Reservation] = StashKey("governance.reservation")
@@ -69,10 +71,11 @@ def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) 
     return prompt, prompt + max(1, max_tokens) * max(1, n) * rates.output
 
 
-def make_plan(key: KeyRecord, team: TeamRecord | None, labels: dict[str | None, str]) -> Plan:
+def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, generation: int, now: float) -> Plan:
     # The spend counts in the current window of the key's period and of its team's (the window a
     # budget is checked against; "all" without a period). Only budgets that exist are checked,
     # and a deleted team's is not.
+    labels = clock.current(now)
     own = ("key", key.id, labels[key.budget_period])
     limits: list[Limit] = []
     periods: list[str | None] = []
@@ -86,7 +89,8 @@ def make_plan(key: KeyRecord, team: TeamRecord | None, labels: dict[str | None, 
         if team.deleted_at is None and team.budget_usd is not None:
             limits.append((theirs, team.budget_usd))
             periods.append(team.budget_period)
-    return Plan(key, team, labels, tuple(limits), tuple(periods), tuple(c for c, _ in limits), tuple(windows))
+    return Plan(key, team, tuple(limits), tuple(periods), tuple(c for c, _ in limits), tuple(windows),
+                generation, clock.start, clock.end)
 
 
 class Accounting:
@@ -104,19 +108,21 @@ class Accounting:
     def plan_of(self, ctx: RequestContext, now: float) -> Plan | None:
         """The plan of the request's virtual key as it is now (None: not a virtual key)."""
         principal = ctx.principal
-        if principal is None or not principal.attributes:
+        attributes = principal.attributes if principal is not None else None
+        key_id = attributes.get("key_id") if attributes else None
+        if key_id is None:
             return None
-        key_id = principal.attributes.get("key_id")
+        plan = self.plans.get(key_id)
+        # Nothing changed in the index since it was made (records are replaced on every write, and
+        # every write bumps the generation) and its day still holds: it is current.
+        if plan is not None and plan.generation == self.gov.index.generation and plan.since <= now < plan.until:
+            return plan
         index = self.gov.index
-        key = index.keys.get(key_id) if key_id else None
+        key = index.keys.get(key_id)
         if key is None:
             return None
         team = index.teams.get(key.team_id) if key.team_id else None
-        labels = self.clock.current(now)
-        plan = self.plans.get(key.id)
-        # Records are replaced, never changed, on every write: identity says the plan is current.
-        if plan is None or plan.key is not key or plan.team is not team or plan.labels is not labels:
-            plan = self.plans[key.id] = make_plan(key, team, labels)
+        plan = self.plans[key_id] = make_plan(key, team, self.clock, index.generation, now)
         return plan
 
     @hookimpl(tryfirst=True)

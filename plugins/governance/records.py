@@ -85,18 +85,17 @@ def window(period: str | None, now: float) -> str:
 
 class WindowClock:
     """``window`` labels of the current UTC day, computed once a day (the request path asks for
-    them on every budgeted request; formatting a date each time costs microseconds). ``labels``
-    is replaced, never changed, when the day turns: its identity tells a cached counter is stale."""
+    them on every budgeted request; formatting a date each time costs microseconds)."""
 
     def __init__(self) -> None:
-        self._start = self._end = 0.0  # the UTC day the labels hold for: [start, end)
+        self.start = self.end = 0.0  # the UTC day the labels hold for: [start, end)
         self.labels: dict[str | None, str] = {}
 
     def current(self, now: float) -> dict[str | None, str]:
         """period -> window label at ``now`` (None -> ``all``)."""
-        if not self._start <= now < self._end:  # a new day (or a clock stepped back)
-            self._start = now - now % 86400
-            self._end = self._start + 86400
+        if not self.start <= now < self.end:  # a new day (or a clock stepped back)
+            self.start = now - now % 86400
+            self.end = self.start + 86400
             self.labels = {p: window(p, now) for p in (*PERIODS, None)}
         return self.labels
 

@@ -40,13 +40,17 @@ class KeyIndex:
         # seeing the same spec object).
         self.principals: dict[str, Principal] = {}
         self.seq = 0  # the highest change number applied
+        self.generation = 0  # counts the applies that changed a key or a team (what was derived from them is stale)
         self.loaded = False  # the first full read from the store has happened
 
     def apply(self, keys: Iterable[KeyRecord], teams: Iterable[TeamRecord]) -> None:
+        generation = self.generation
         for team in teams:
+            self.generation = generation + 1
             self.teams[team.id] = team
             self.seq = max(self.seq, team.seq)
         for key in keys:
+            self.generation = generation + 1
             old = self.keys.get(key.id)
             if old is not None:
                 self.by_digest.pop(bytes.fromhex(old.digest), None)
