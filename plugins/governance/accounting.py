@@ -178,7 +178,7 @@ class Accounting:
 
     def price(self, outcome: Outcome, reservation: Reservation | None) -> float | None:
         usage = outcome.usage
-        if outcome.cache == "hit" or outcome.provider is None:  # a hit: "hit" (plugins/cache.py)
+        if outcome.cache == "hit" or outcome.provider is None:  # a cache hit, or no vendor asked: nothing
             return 0.0
         if usage is None:
             if outcome.status == CLIENT_GONE and reservation is not None:

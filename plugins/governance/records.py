@@ -84,8 +84,8 @@ def window(period: str | None, now: float) -> str:
 
 
 class WindowClock:
-    """``window`` labels of the current UTC day, computed once a day (the request path asks for
-    them on every budgeted request; formatting a date each time costs microseconds)."""
+    """``window`` labels of the current UTC day, computed once a day (every key's budget plan is
+    made from them; formatting a date each time costs microseconds)."""
 
     def __init__(self) -> None:
         self.start = self.end = 0.0  # the UTC day the labels hold for: [start, end)
@@ -98,9 +98,6 @@ class WindowClock:
             self.end = self.start + 86400
             self.labels = {p: window(p, now) for p in (*PERIODS, None)}
         return self.labels
-
-    def label(self, period: str | None, now: float) -> str:
-        return self.current(now)[period]
 
 
 def seconds_to_reset(period: str | None, now: float) -> float | None:
