@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -68,9 +69,11 @@ KEY_BUDGET, TEAM_BUDGET = 1e9, 1e12
 BENCH_PRICE = {"input": 0.15, "output": 0.6}  # USD per million tokens
 
 
-def chain_config(backend: str, redis_port: int, workdir: Path) -> dict:
-    """The full chain's gateway.yaml as a dict; seeds its governance store in ``workdir`` first."""
+def chain_config(backend: str, redis_port: int, workdir: Path | None = None) -> dict:
+    """The full chain's gateway.yaml as a dict; seeds its governance store in ``workdir`` (a new
+    temporary directory, kept, when none is given) first."""
     base = yaml.safe_load(GATEWAY_CONFIGS["gateway-chain"].read_text())
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="llm-gateway-chain-store-"))
     base.update(budgets_config(workdir / f"governance-{backend}.db"))
     base["rate_limit"] = {**HIGH, "backend": backend}
     if backend == "redis":  # else the budget counters would be in Redis too (docs/governance.md)
@@ -84,9 +87,17 @@ def budgets_config(store: Path) -> dict:
     and a price for every bench model. They replace gateway-chain's static keys: with an ``admin``
     section the virtual keys are the client keys, and 10,000 of them are the chain's 10,000."""
     secrets = [CLIENT_KEY] + [f"sk-bench-{i:05d}-{'x' * 16}" for i in range(1, KEYS)]
-    store.unlink(missing_ok=True)
+    for stale in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+        stale.unlink(missing_ok=True)
     url = f"sqlite:///{store}"
-    asyncio.run(seed_store(url, secrets, KEY_BUDGET, TEAM_BUDGET, rate_limit=HIGH))
+    seeding = seed_store(url, secrets, KEY_BUDGET, TEAM_BUDGET, rate_limit=HIGH)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(seeding)
+    else:  # called from a coroutine (an in-process measurement): seed on a loop of its own
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, seeding).result()
     return {"auth": {"keys": []}, "admin": {"keys": ["sk-bench-admin"]}, "store": {"url": url},
             "pricing": {f"up/{model}": dict(BENCH_PRICE) for model in (MODEL, TTFC_MODEL)}}
 
