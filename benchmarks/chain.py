@@ -8,19 +8,27 @@ Targets, all pinned to one CPU (upstream, wrk and Redis on the other, as a Redis
 would be): the bare relay, the gateway with nothing configured, and the full chain twice --
 client-key auth with 10,000 keys, requests and tokens limits at all three levels (global,
 provider, every key; far above the load, so every request is checked and charged but none is
-refused), the response cache (every body unique: lookup, miss, store) and metrics -- once with
-``rate_limit.backend: memory`` and once with ``backend: redis``. The cache stays on its memory
-backend in both (its Redis backend is separate work). Latency takes turns target by target
+refused), budgets (every key's and its team's: each request priced, reserved, settled and its
+spend record written behind to SQLite, none refused), the response cache (every body unique:
+lookup, miss, store) and metrics -- once with ``rate_limit.backend: memory`` and once with
+``backend: redis`` (which alone has a ``redis:`` section, so its budget counters are in Redis).
+
+The 10,000 keys are governance's virtual keys (``sk-bench-client`` among them), seeded into the
+run's SQLite store before the gateway starts; there are no static keys: with an ``admin``
+section the virtual keys are the client keys, so they are the issue's 10,000. Latency takes turns target by target
 (``ab.py --scenario latency``): p50 at one connection, added over the direct call.
 
 Then it counts what each request sends to Redis, with ``MONITOR`` over sequential requests: the
-admission script (EVALSHA of ``ADMIT``) must be the only command before the response; the token
-settlements follow it off the request path (pipelined EVALSHAs of ``SETTLE``).
+rate limits' admission script (EVALSHA of ``ADMIT``) and the budgets' reservation (EVALSHA
+``BUDGET``) before the response; the token settlements follow off the request path (pipelined
+EVALSHAs of ``SETTLE``, and INCRBY of the budget counters).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -28,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -38,6 +47,7 @@ from bench_common import (
     GATEWAY_CONFIGS,
     HERE,
     MODEL,
+    TTFC_MODEL,
     BenchError,
     Procs,
     chat_body,
@@ -46,21 +56,50 @@ from bench_common import (
     start_upstream,
     wait_ready,
 )
+from governance import seed_store
 
+from plugins.governance.budgets import RESERVE
 from plugins.ratelimit_gcra import ADMIT_SHA, SETTLE_SHA
 
 KEYS = 10_000
 HIGH = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000}
+# Budgets in USD far above what any run spends (a request of the bench model costs about $0.0001),
+# so every request is priced, reserved and settled against its key's and its team's, and none is refused.
+KEY_BUDGET, TEAM_BUDGET = 1e9, 1e12
+BENCH_PRICE = {"input": 0.15, "output": 0.6}  # USD per million tokens
 
 
-def chain_config(backend: str, redis_port: int) -> dict:
-    keys = [{"name": "bench", "key": CLIENT_KEY, "rate_limit": HIGH}]
-    keys += [{"name": f"k{i:05d}", "key": f"sk-bench-{i:05d}-{'x' * 16}", "rate_limit": HIGH} for i in range(1, KEYS)]
+def chain_config(backend: str, redis_port: int, workdir: Path | None = None) -> dict:
+    """The full chain's gateway.yaml as a dict; seeds its governance store in ``workdir`` (a new
+    temporary directory, kept, when none is given) first."""
     base = yaml.safe_load(GATEWAY_CONFIGS["gateway-chain"].read_text())
-    base["auth"] = {"keys": keys}
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="llm-gateway-chain-store-"))
+    base.update(budgets_config(workdir / f"governance-{backend}.db"))
     base["rate_limit"] = {**HIGH, "backend": backend}
-    base["redis"] = {"url": f"redis://127.0.0.1:{redis_port}/0"}
+    if backend == "redis":  # else the budget counters would be in Redis too (docs/governance.md)
+        base["redis"] = {"url": f"redis://127.0.0.1:{redis_port}/0"}
     return base
+
+
+def budgets_config(store: Path) -> dict:
+    """Governance for the chain: 10,000 virtual keys (the client's among them) seeded into an SQLite
+    store, each with a per-key rate limit and a daily budget, all in a team with a monthly budget,
+    and a price for every bench model. They replace gateway-chain's static keys: with an ``admin``
+    section the virtual keys are the client keys, and 10,000 of them are the chain's 10,000."""
+    secrets = [CLIENT_KEY] + [f"sk-bench-{i:05d}-{'x' * 16}" for i in range(1, KEYS)]
+    for stale in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    url = f"sqlite:///{store}"
+    seeding = seed_store(url, secrets, KEY_BUDGET, TEAM_BUDGET, rate_limit=HIGH)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(seeding)
+    else:  # called from a coroutine (an in-process measurement): seed on a loop of its own
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, seeding).result()
+    return {"auth": {"keys": []}, "admin": {"keys": ["sk-bench-admin"]}, "store": {"url": url},
+            "pricing": {f"up/{model}": dict(BENCH_PRICE) for model in (MODEL, TTFC_MODEL)}}
 
 
 def start_redis(procs: Procs) -> int:
@@ -96,6 +135,7 @@ def monitor(port: int, seen: list[bytes], stop: threading.Event) -> None:
 
 def count_round_trips(port: int, redis_port: int, n: int) -> None:
     admit, settle = ADMIT_SHA, SETTLE_SHA
+    budget = hashlib.sha1(RESERVE.encode()).hexdigest()  # the budget script's name, as redis-py registers it
     seen: list[bytes] = []
     stop = threading.Event()
     watcher = threading.Thread(target=monitor, args=(redis_port, seen, stop))
@@ -113,7 +153,7 @@ def count_round_trips(port: int, redis_port: int, n: int) -> None:
         words = line.split(b'"')[1::2]
         name = words[0].decode().upper()
         if name == "EVALSHA":
-            name += {admit: " ADMIT", settle: " SETTLE"}.get(words[1].decode(), " ?")
+            name += {admit: " ADMIT", settle: " SETTLE", budget: " BUDGET"}.get(words[1].decode(), " ?")
         kinds[name] = kinds.get(name, 0) + 1
     print(f"\nRedis commands for {n} sequential requests through chain-redis (MONITOR; commands run inside a "
           "script are shown but are not round trips):\n")
@@ -145,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = {"gateway": GATEWAY_CONFIGS["gateway"]}
         for backend in ("memory", "redis"):
             path = tmp / f"chain-{backend}.yaml"
-            path.write_text(yaml.safe_dump(chain_config(backend, redis_port)))
+            path.write_text(yaml.safe_dump(chain_config(backend, redis_port, tmp)))
             configs[f"chain-{backend}"] = path
         port = relay_port
         for name, config in configs.items():

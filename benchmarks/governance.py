@@ -47,25 +47,32 @@ MOCK = {"name": "mock", "type": "mock", "models": ["mock-1"], "options": {"reply
 BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 8}
 
 
-async def seed(url: str, n: int) -> list[str]:
-    """N keys in one team, straight into the store; their secrets."""
+async def seed_store(url: str, secrets: list[str], key_budget: float = 1e6, team_budget: float = 1e9,
+                     rate_limit: dict[str, int] | None = None) -> None:
+    """One key per secret (ids ``key_00000000``...), each with a daily budget of ``key_budget``
+    and ``rate_limit``, all in the team ``team_bench`` with a monthly budget of ``team_budget``,
+    straight into the store (one transaction: a second call replaces the same rows)."""
     store = open_store(url)
     await store.open()
     now = time.time()
-    await store.save_team(TeamRecord(id="team_bench", name="bench", budget_usd=1e9, budget_period="month",
+    await store.save_team(TeamRecord(id="team_bench", name="bench", budget_usd=team_budget, budget_period="month",
                                      created_at=now, updated_at=now))
-    secrets, rows = [], []
+    rows = []
     sql = ""
-    for i in range(n):
-        secret = f"sk-gw-bench-{i:08d}-{'x' * 24}"
-        secrets.append(secret)
+    for i, secret in enumerate(secrets):
         record = KeyRecord(id=f"key_{i:08d}", digest=hashlib.sha256(secret.encode()).hexdigest(), hint="sk-gw-...",
-                           name=f"bench-{i}", team_id="team_bench", budget_usd=1e6, budget_period="day",
-                           created_at=now, updated_at=now)
+                           name=f"bench-{i}", team_id="team_bench", rate_limit=rate_limit, budget_usd=key_budget,
+                           budget_period="day", created_at=now, updated_at=now)
         sql, values = upsert("keys", KEY_COLUMNS, record)
         rows.append(values)
     await store.run([(NEXT_SEQ, ()), ("many:" + sql, rows)])
     await store.close()
+
+
+async def seed(url: str, n: int) -> list[str]:
+    """N keys in one team, straight into the store; their secrets."""
+    secrets = [f"sk-gw-bench-{i:08d}-{'x' * 24}" for i in range(n)]
+    await seed_store(url, secrets)
     return secrets
 
 
@@ -146,8 +153,11 @@ async def hooks_cost(keys: int, n: int, workdir: Path) -> float:
             outcome = Outcome(200, provider="mock", model="mock-1", usage=Usage(3, 8, 0), latency_s=0.001)
             if governed:
                 ctx.principal = auth.gateway_authenticate(ctx)
-                await accounting.gateway_request_received(ctx)
-                await accounting.gateway_request_finished(ctx, outcome)
+                # Each returns a coroutine only when Redis holds the budget counters.
+                if (pending := accounting.gateway_request_received(ctx)) is not None:
+                    await pending
+                if (pending := accounting.gateway_request_finished(ctx, outcome)) is not None:
+                    await pending
         return (time.process_time() - start) / n
 
     try:

@@ -225,12 +225,13 @@ def chain_redis_port(procs: Procs) -> int:
 
 
 def chain_target_config(name: str, redis_port: int, logdir: Path) -> Path:
-    """chain.py's full-chain config (10,000 client keys, limits at three levels, cache, metrics)."""
+    """chain.py's full-chain config (10,000 virtual keys with budgets and key limits, global and
+    provider limits, cache, metrics); its governance store is seeded in ``logdir``."""
     import yaml
     from chain import chain_config
 
     path = logdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(chain_config("redis" if name.endswith("redis") else "memory", redis_port)))
+    path.write_text(yaml.safe_dump(chain_config("redis" if name.endswith("redis") else "memory", redis_port, logdir)))
     return path
 
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import NoReturn
 
 import orjson
 
 from gateway import Outcome, PermissionDeniedError, RateLimitError, RequestContext, StashKey, hookimpl
 from plugins.governance.budgets import Counter, Limit
 from plugins.governance.pricing import Rates
-from plugins.governance.records import KeyRecord, SpendEvent, WindowClock, seconds_to_reset
+from plugins.governance.records import KeyRecord, SpendEvent, TeamRecord, WindowClock, seconds_to_reset
 from plugins.governance.service import Governance
 
 CLIENT_GONE = 499
@@ -33,6 +35,23 @@ class Reservation:
     amount: float
     prompt_cost: float  # what the prompt alone is estimated to cost (charged if the client leaves)
     remote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A key's budgets as the request path needs them, made once per key, change of the key index
+    and UTC day (``Accounting.plan_of``): the counters checked at admission with their budgets and
+    periods, and the windows its spend counts in."""
+
+    key: KeyRecord
+    team: TeamRecord | None  # as looked up, live or not: the key's spend counts in its windows
+    limits: tuple[Limit, ...]
+    periods: tuple[str | None, ...]
+    counters: tuple[Counter, ...]
+    windows: tuple[Counter, ...]
+    generation: int  # the key index's generation it was made at
+    since: float  # the UTC day its window labels hold for: [since, until)
+    until: float
 
 
 RESERVATION: StashKey[Reservation] = StashKey("governance.reservation")
@@ -52,90 +71,114 @@ def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) 
     return prompt, prompt + max(1, max_tokens) * max(1, n) * rates.output
 
 
+def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, generation: int, now: float) -> Plan:
+    # The spend counts in the current window of the key's period and of its team's (the window a
+    # budget is checked against; "all" without a period). Only budgets that exist are checked,
+    # and a deleted team's is not.
+    labels = clock.current(now)
+    own = ("key", key.id, labels[key.budget_period])
+    limits: list[Limit] = []
+    periods: list[str | None] = []
+    windows = [own]
+    if key.budget_usd is not None:
+        limits.append((own, key.budget_usd))
+        periods.append(key.budget_period)
+    if team is not None:
+        theirs = ("team", team.id, labels[team.budget_period])
+        windows.append(theirs)
+        if team.deleted_at is None and team.budget_usd is not None:
+            limits.append((theirs, team.budget_usd))
+            periods.append(team.budget_period)
+    return Plan(key, team, tuple(limits), tuple(periods), tuple(c for c, _ in limits), tuple(windows),
+                generation, clock.start, clock.end)
+
+
 class Accounting:
+    """The hooks are plain functions that return a coroutine only when Redis holds the budget
+    counters (the hook caller awaits what is awaitable): on the memory path nothing is awaited."""
+
     def __init__(self, gov: Governance, check_models: bool) -> None:
         self.gov = gov
         self.check_models = check_models
         self.cost = defaultdict(float)  # (provider, model) -> USD; the cost counters drain it (cost_metrics)
         self.unpriced: dict[tuple[str, str], int] = defaultdict(int)
         self.clock = WindowClock()
+        self.plans: dict[str, Plan] = {}  # key id -> its plan; at most one per key
 
-    def key_of(self, ctx: RequestContext) -> KeyRecord | None:
+    def plan_of(self, ctx: RequestContext, now: float) -> Plan | None:
+        """The plan of the request's virtual key as it is now (None: not a virtual key)."""
         principal = ctx.principal
-        if principal is None or not principal.attributes:
+        attributes = principal.attributes if principal is not None else None
+        key_id = attributes.get("key_id") if attributes else None
+        if key_id is None:
             return None
-        key_id = principal.attributes.get("key_id")
-        return self.gov.index.keys.get(key_id) if key_id else None
+        plan = self.plans.get(key_id)
+        # Nothing changed in the index since it was made (records are replaced on every write, and
+        # every write bumps the generation) and its day still holds: it is current.
+        if plan is not None and plan.generation == self.gov.index.generation and plan.since <= now < plan.until:
+            return plan
+        index = self.gov.index
+        key = index.keys.get(key_id)
+        if key is None:
+            return None
+        team = index.teams.get(key.team_id) if key.team_id else None
+        plan = self.plans[key_id] = make_plan(key, team, self.clock, index.generation, now)
+        return plan
 
     @hookimpl(tryfirst=True)
-    async def gateway_request_received(self, ctx: RequestContext) -> None:
-        key = self.key_of(ctx)
-        if key is None:
-            return
-        if self.check_models and key.models:
-            permit(ctx, key)
-        team = self.gov.index.live_team(key.team_id)
+    def gateway_request_received(self, ctx: RequestContext) -> Awaitable[None] | None:
         now = time.time()
-        limits: list[Limit] = []
-        periods: list[str | None] = []
-        if key.budget_usd is not None:
-            limits.append((("key", key.id, self.clock.label(key.budget_period, now)), key.budget_usd))
-            periods.append(key.budget_period)
-        if team is not None and team.budget_usd is not None:
-            limits.append((("team", team.id, self.clock.label(team.budget_period, now)), team.budget_usd))
-            periods.append(team.budget_period)
-        if not limits:
-            return
-        await self.admit(ctx, key, limits, periods, now)
-
-    async def admit(self, ctx: RequestContext, key: KeyRecord, limits: list[Limit], periods: list[str | None],
-                    now: float) -> None:
+        plan = self.plan_of(ctx, now)
+        if plan is None:
+            return None
+        if self.check_models and plan.key.models:
+            permit(ctx, plan.key)
+        if not plan.limits:
+            return None
         target = ctx.targets[0] if ctx.targets else None
         rates = self.gov.prices.rates(target.provider.name, target.model) if target is not None else None
         prompt, amount = estimate(ctx, rates, self.gov.reserve_max_tokens)
-        remote = self.gov.remote
-        if remote is not None:
-            failed = await remote.reserve(limits, amount)
-        else:
-            failed = self.gov.local.reserve(limits, amount)
+        if self.gov.remote is not None:
+            return self.admit_remote(ctx, plan, prompt, amount, now)
+        failed = self.gov.local.reserve(plan.limits, amount)
         if failed is not None:
-            period = periods[[c for c, _ in limits].index(failed)]
-            raise RateLimitError(
-                f"The {failed[0]} budget is used up for this period ({failed[0]} '{failed[1]}').",
-                retry_after=seconds_to_reset(period, now), type="insufficient_quota", code="budget_exceeded")
-        ctx[RESERVATION] = Reservation(tuple(c for c, _ in limits), amount, prompt,
-                                       remote is not None and remote.up)
+            refuse(plan, failed, now)
+        ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, False)
+        return None
+
+    async def admit_remote(self, ctx: RequestContext, plan: Plan, prompt: float, amount: float, now: float) -> None:
+        remote = self.gov.remote
+        assert remote is not None
+        failed = await remote.reserve(plan.limits, amount)
+        if failed is not None:
+            refuse(plan, failed, now)
+        ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, remote.up)
 
     @hookimpl(tryfirst=True)
-    async def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> None:
-        reservation = ctx.get(RESERVATION)
+    def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
+        reservation = ctx.stash.get(RESERVATION)
         if outcome.provider is None and reservation is None:
-            return  # refused before any vendor was asked: it costs nothing and is not recorded
+            return None  # refused before any vendor was asked: it costs nothing and is not recorded
         cost = self.price(outcome, reservation)
         outcome.cost_usd = cost
         now = time.time()
-        key = self.key_of(ctx)
-        windows: tuple[Counter, ...] = ()
-        team_id = ""
-        if key is not None:
-            # The spend counts in the current window of the key's period and of its team's (the
-            # window a budget is checked against; "all" without a period).
-            windows = (("key", key.id, self.clock.label(key.budget_period, now)),)
-            team = self.gov.index.teams.get(key.team_id) if key.team_id else None
-            if team is not None:
-                team_id = team.id
-                windows += (("team", team.id, self.clock.label(team.budget_period, now)),)
+        plan = self.plan_of(ctx, now)
+        windows = plan.windows if plan is not None else ()
         if cost:
             self.gov.local.add(windows, cost)
-        if reservation is not None:
-            await self.settle(reservation, cost or 0.0)
-        if outcome.provider is None:
-            return
-        self.record(ctx, outcome, key, team_id, windows, now)
+        if outcome.provider is not None:
+            self.record(ctx, outcome, plan, windows, now)
+        if reservation is None:
+            return None
+        remote = self.gov.remote
+        if remote is None:
+            self.gov.local.release(reservation.counters, reservation.amount)
+            return None
+        return remote.settle(reservation.counters, reservation.amount, cost or 0.0, reservation.remote)
 
     def price(self, outcome: Outcome, reservation: Reservation | None) -> float | None:
         usage = outcome.usage
-        if outcome.cache == "HIT" or outcome.provider is None:
+        if outcome.cache == "hit" or outcome.provider is None:  # a cache hit, or no vendor asked: nothing
             return 0.0
         if usage is None:
             if outcome.status == CLIENT_GONE and reservation is not None:
@@ -151,23 +194,26 @@ class Accounting:
             self.cost[label] += cost
         return cost
 
-    async def settle(self, reservation: Reservation, cost: float) -> None:
-        remote = self.gov.remote
-        if remote is not None:
-            await remote.settle(reservation.counters, reservation.amount, cost, reservation.remote)
-        else:
-            self.gov.local.release(reservation.counters, reservation.amount)
-
-    def record(self, ctx: RequestContext, outcome: Outcome, key: KeyRecord | None, team_id: str,
-               windows: tuple[Counter, ...], now: float) -> None:
+    def record(self, ctx: RequestContext, outcome: Outcome, plan: Plan | None, windows: tuple[Counter, ...],
+               now: float) -> None:
         principal = ctx.principal
-        key_id = key.id if key is not None else (f"static:{principal.name}" if principal is not None else "")
+        if plan is not None:
+            key_id, team_id = plan.key.id, plan.team.id if plan.team is not None else ""
+        else:
+            key_id, team_id = (f"static:{principal.name}" if principal is not None else ""), ""
         usage = outcome.usage
         self.gov.writer.add(SpendEvent(
             ctx.request_id, key_id, team_id, outcome.provider or "", outcome.model or "",
             usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
             usage.cached_tokens if usage else 0, outcome.cost_usd, outcome.status,
             round(outcome.latency_s * 1000, 3), now, windows))
+
+
+def refuse(plan: Plan, failed: Counter, now: float) -> NoReturn:
+    period = plan.periods[plan.counters.index(failed)]
+    raise RateLimitError(
+        f"The {failed[0]} budget is used up for this period ({failed[0]} '{failed[1]}').",
+        retry_after=seconds_to_reset(period, now), type="insufficient_quota", code="budget_exceeded")
 
 
 def permit(ctx: RequestContext, key: KeyRecord) -> None:

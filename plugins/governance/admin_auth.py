@@ -25,7 +25,11 @@ def digest_of(secret: str) -> bytes:
 def bearer(request: web.Request) -> str | None:
     """The key from ``Authorization: Bearer <key>`` (or ``x-api-key``); None without one."""
     authorization = request.headers.get("Authorization")
-    if authorization:
+    if authorization and authorization.startswith("Bearer "):  # the usual form, without the split
+        value = authorization[7:].strip()
+        if value:
+            return value
+    elif authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()

@@ -59,12 +59,13 @@ class LocalLedger:
     def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
         """Reserve ``amount`` on every counter, or on none: the first counter without room (a
         counter already at its budget has no room, even for a request priced at nothing)."""
+        baseline, pending, reserved = self.baseline, self.pending, self.reserved  # used(), inlined
         for counter, budget in limits:
-            used = self.used(counter)
+            used = baseline.get(counter, 0.0) + pending.get(counter, 0.0) + reserved.get(counter, 0.0)
             if used >= budget or used + amount > budget:
                 return counter
         for counter, _ in limits:
-            self.reserved[counter] += amount
+            reserved[counter] += amount
         return None
 
     def release(self, counters: Iterable[Counter], reserved: float) -> None:

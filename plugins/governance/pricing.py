@@ -89,7 +89,7 @@ class PriceBook:
         self.overrides = {name: from_override(price) for name, price in overrides.items()}
         self.provider_types = provider_types
         self._rates: dict[tuple[str, str], Rates | None] = {}
-        self._day = -1
+        self._day_start = self._day_end = 0.0  # the UTC day the resolved rates hold for
 
     def rates(self, provider: str, model: str) -> Rates | None:
         """The rates of ``model`` served by the configured provider named ``provider``."""
@@ -105,10 +105,11 @@ class PriceBook:
         return found
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
-        day = int(time.time() // 86400)
-        if day != self._day:  # prices carry start dates: resolve again each UTC day
+        now = time.time()
+        if not self._day_start <= now < self._day_end:  # prices carry start dates: resolve again each UTC day
             self._rates.clear()
-            self._day = day
+            self._day_start = now - now % 86400
+            self._day_end = self._day_start + 86400
         rates = self.rates(provider, model)
         if rates is None:
             return None

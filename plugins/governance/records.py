@@ -84,19 +84,20 @@ def window(period: str | None, now: float) -> str:
 
 
 class WindowClock:
-    """``window`` labels for the current second, computed once per second (the request path asks
-    for them on every budgeted request; formatting a date each time costs microseconds)."""
+    """``window`` labels of the current UTC day, computed once a day (every key's budget plan is
+    made from them; formatting a date each time costs microseconds)."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._labels: dict[str | None, str] = {}
+        self.start = self.end = 0.0  # the UTC day the labels hold for: [start, end)
+        self.labels: dict[str | None, str] = {}
 
-    def label(self, period: str | None, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._labels = {p: window(p, now) for p in (*PERIODS, None)}
-            self._second = second
-        return self._labels[period]
+    def current(self, now: float) -> dict[str | None, str]:
+        """period -> window label at ``now`` (None -> ``all``)."""
+        if not self.start <= now < self.end:  # a new day (or a clock stepped back)
+            self.start = now - now % 86400
+            self.end = self.start + 86400
+            self.labels = {p: window(p, now) for p in (*PERIODS, None)}
+        return self.labels
 
 
 def seconds_to_reset(period: str | None, now: float) -> float | None:

@@ -76,10 +76,14 @@ def spend_steps(events: Sequence[SpendEvent], now: float) -> list[Step]:
     rollups: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0])
     windows: dict[tuple[str, str, str], float] = defaultdict(float)
     rows = []
+    days: dict[int, str] = {}  # the events of a batch fall on one or two days: format each once
     for e in events:
         rows.append((e.request_id, e.key_id, e.team_id, e.provider, e.model, e.input_tokens, e.output_tokens,
                      e.cached_input_tokens, e.cost_usd, e.status, e.latency_ms, e.ts))
-        r = rollups[(utc_day(e.ts), e.key_id, e.team_id, e.provider, e.model)]
+        day = days.get(int(e.ts // 86400))
+        if day is None:
+            day = days[int(e.ts // 86400)] = utc_day(e.ts)
+        r = rollups[(day, e.key_id, e.team_id, e.provider, e.model)]
         r[0] += 1
         r[1] += e.input_tokens
         r[2] += e.output_tokens

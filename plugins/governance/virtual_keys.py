@@ -35,14 +35,22 @@ class KeyIndex:
         # Each key's rate limit, validated once per change: the principal carries this object, and
         # the rate-limit plugin caches its buckets per (key id, this object).
         self.rate_limits: dict[str, RateLimitSpec] = {}
+        # Each usable key's principal, made once per change and handed to every request of the key
+        # (nothing changes a principal after authentication; the rate-limit plugin relies on
+        # seeing the same spec object).
+        self.principals: dict[str, Principal] = {}
         self.seq = 0  # the highest change number applied
+        self.generation = 0  # counts the applies that changed a key or a team (what was derived from them is stale)
         self.loaded = False  # the first full read from the store has happened
 
     def apply(self, keys: Iterable[KeyRecord], teams: Iterable[TeamRecord]) -> None:
+        generation = self.generation
         for team in teams:
+            self.generation = generation + 1
             self.teams[team.id] = team
             self.seq = max(self.seq, team.seq)
         for key in keys:
+            self.generation = generation + 1
             old = self.keys.get(key.id)
             if old is not None:
                 self.by_digest.pop(bytes.fromhex(old.digest), None)
@@ -53,6 +61,9 @@ class KeyIndex:
                 self.rate_limits.pop(key.id, None)
             if key.revoked_at is None:
                 self.by_digest[bytes.fromhex(key.digest)] = key
+                self.principals[key.id] = principal_for(key, self.rate_limits.get(key.id))
+            else:
+                self.principals.pop(key.id, None)
             self.seq = max(self.seq, key.seq)
 
     def live_team(self, team_id: str | None) -> TeamRecord | None:
@@ -62,7 +73,9 @@ class KeyIndex:
     def match(self, presented: str) -> KeyRecord | None:
         """The usable key for ``presented``; None when unknown, revoked, expired or its team gone."""
         key = self.by_digest.get(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest())
-        if key is None or not key.usable(time.time()):
+        if key is None:
+            return None
+        if key.expires_at is not None and not key.usable(time.time()):  # revoked keys are not in by_digest
             return None
         if key.team_id is not None and self.live_team(key.team_id) is None:
             return None
@@ -94,7 +107,7 @@ class KeyAuthenticator:
         if presented is not None:
             key = self.index.match(presented)
             if key is not None:
-                return principal_for(key, self.index.rate_limits.get(key.id))
+                return self.index.principals[key.id]
         if self.static_keys:
             return None  # the static-key plugin decides (and the core refuses a missing key)
         if presented is None:
