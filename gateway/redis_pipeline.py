@@ -57,6 +57,7 @@ class AutoPipeline:
         self.timeout_s = timeout_s
         self.batches = 0  # writes, for tests and benchmarks: commands per write = calls / batches
         self.calls = 0
+        self.recent: deque[tuple[str, ...]] = deque(maxlen=16)  # the last writes' command names
         self.read_at = -math.inf  # loop time of the last reply read
         self._batch = Batch()
         self._waiting: deque[asyncio.Future[Any]] = deque()  # written, reply not read yet, in order
@@ -102,6 +103,7 @@ class AutoPipeline:
                 batch.written_at = loop.time()
                 await conn.send_packed_command(packed, check_health=False)
                 self.batches += 1
+                self.recent.append(tuple(str(batch.commands[i][0]) for i in live))
             except (OSError, RedisError, TimeoutError) as exc:
                 await self._broken(exc, futures)
 

@@ -102,6 +102,8 @@ CACHE: web.AppKey[CacheState] = web.AppKey("llm_gateway.cache")
 PENDING: StashKey[Pending] = StashKey("cache.pending")
 # The serialised answer to store once the client has it.
 TO_STORE: StashKey[bytes] = StashKey("cache.to_store")
+# A shared store's lookup started with the request's admission: its key and the lookup.
+EARLY: StashKey[tuple[str, asyncio.Future[Any]]] = StashKey("cache.early")
 
 
 def cache_control(ctx: RequestContext) -> frozenset[str]:
@@ -174,6 +176,42 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
 
 @hookimpl
+def gateway_request_received(ctx: RequestContext) -> None:
+    """A Redis lookup starts here, not after admission: the rate limiter's implementation is
+    ``trylast`` and comes next, in the same loop iteration (no built-in registered before this
+    plugin has an ordinary one; plugins registered after it, which may edit the body, run
+    before), so the lookup and the admission go out in one write on the shared pipelined
+    connection and the client waits for one round trip, not two. ``gateway_before_upstream``
+    uses the answer only if the key is still the same then (a plugin or a limiter's spill-over
+    may change the body or the target), and only after admission: a refused request gets
+    nothing from the cache."""
+    state = ctx.app.get(CACHE)
+    if state is None or not isinstance(state.backend, RedisStore):
+        return
+    if ctx.op is None or ctx.op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
+        return
+    directives = cache_control(ctx)
+    if "no-cache" in directives or "no-store" in directives:
+        return
+    key = cache_key(ctx, state.per_key)
+    # A request of this process fetching or storing the same answer: this one follows it (or,
+    # once it has stored, looks up then), never an answer read before that store.
+    if key is not None and key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
+        ctx[EARLY] = (key, lookup)
+
+
+async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: bool = False) -> bytes | None:
+    """The lookup started at admission when it is for this key; else (or for a claim that must
+    take a lock after a miss) one now."""
+    early = ctx.get(EARLY)
+    if early is not None and early[0] == key:
+        raw = await RedisStore.found(early[1])
+        if raw is not None or not claim or not getattr(state.backend, "lock_wait_s", 0):
+            return raw
+    return await (state.backend.claim(key) if claim else state.backend.get(key))
+
+
+@hookimpl
 async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
     state = ctx.app.get(CACHE)
     # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
@@ -191,9 +229,9 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         mark(ctx, "bypass")
         return None
     if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
-        raw = await state.backend.get(key)
+        raw = await looked_up(ctx, state, key)
     elif state.flights.lead(key):
-        raw = await state.backend.claim(key)
+        raw = await looked_up(ctx, state, key, claim=True)
         if raw is None:
             ctx[PENDING] = Pending(key, store=True, leads=True)
             mark(ctx, "miss")

@@ -199,17 +199,37 @@ class RedisStore:
         self.guard_s = connections.settings.timeout_s
         self.breaker = CircuitBreaker(STORE_BREAKER, clock)
 
-    async def get(self, key: str) -> bytes | None:
+    def lookup(self, key: str) -> asyncio.Future[Any] | None:
+        """Start a lookup now, on the connection the request path shares (``gateway.redis_pipeline``):
+        it goes out in one write with whatever else this loop iteration sends, e.g. the request's
+        rate-limit admission. None while the breaker keeps Redis off the request path. ``found``
+        takes the answer; the breaker hears of it either way, even when nobody takes it."""
         if not self.breaker.allow():
             return None
-        try:
-            async with asyncio.timeout(self.guard_s):
-                stored = await self.connections.client(self.url).get(KEY_PREFIX + key)
-        except STORE_ERRORS as exc:
+        fut = self.connections.pipeline(self.url).call("GET", KEY_PREFIX + key)
+        fut.add_done_callback(self._looked_up)
+        return fut
+
+    def _looked_up(self, fut: asyncio.Future[Any]) -> None:
+        exc = None if fut.cancelled() else fut.exception()  # retrieved here: never "never retrieved"
+        if isinstance(exc, STORE_ERRORS):
             self._failed(exc)
+        elif not fut.cancelled():
+            self._succeeded()
+
+    @staticmethod
+    async def found(lookup: asyncio.Future[Any] | None) -> bytes | None:
+        """The value a ``lookup`` found; None for a miss, a store error or no lookup."""
+        if lookup is None:
             return None
-        self._succeeded()
+        try:
+            stored = await lookup
+        except STORE_ERRORS:
+            return None
         return None if stored is None else unpack(stored)
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.found(self.lookup(key))
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         if len(key) + len(value) > self.max_bytes:
@@ -259,13 +279,14 @@ class RedisStore:
         """One command or script within the command timeout; None on a store error (a miss)."""
         if not self.breaker.allow():
             return None
-        client = self.connections.client(self.url)
         try:
-            async with asyncio.timeout(self.guard_s):
-                if script is None:
-                    result = await client.set(KEY_PREFIX + key, args[0], px=args[1])
-                else:
+            if script is None:  # a plain store: on the shared pipelined connection, no pool checkout
+                value, px = args[0], args[1]
+                result = await self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, value, "PX", px)
+            else:
+                async with asyncio.timeout(self.guard_s):
                     # EVALSHA, loaded again by redis-py when a restarted Redis answers NOSCRIPT.
+                    client = self.connections.client(self.url)
                     run = self.scripts.get(script) or self.scripts.setdefault(script, client.register_script(script))
                     result = await run(keys=(KEY_PREFIX + key, KEY_PREFIX + key + ":lock"), args=args)
         except STORE_ERRORS as exc:
