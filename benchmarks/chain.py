@@ -9,14 +9,13 @@ would be): the bare relay, the gateway with nothing configured, and the full cha
 client-key auth with 10,000 keys, requests and tokens limits at all three levels (global,
 provider, every key; far above the load, so every request is checked and charged but none is
 refused), the response cache (every body unique: lookup, miss, store) and metrics -- once with
-``rate_limit.backend: memory`` and once with ``backend: redis`` (there the cache too:
-``cache.backend: redis``). Latency takes turns target by target
+``rate_limit.backend: memory`` and once with ``backend: redis``. The cache stays on its memory
+backend in both (its Redis backend is separate work). Latency takes turns target by target
 (``ab.py --scenario latency``): p50 at one connection, added over the direct call.
 
 Then it counts what each request sends to Redis, with ``MONITOR`` over sequential requests: the
-admission script (EVALSHA of ``ADMIT``) and the cache lookup (GET), written together before the
-response; the cache store (SET) and the token settlements (pipelined EVALSHAs of ``SETTLE``)
-follow it off the request path.
+admission script (EVALSHA of ``ADMIT``) must be the only command before the response; the token
+settlements follow it off the request path (pipelined EVALSHAs of ``SETTLE``).
 """
 
 from __future__ import annotations
