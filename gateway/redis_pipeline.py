@@ -9,17 +9,19 @@ in the same order (Redis answers a connection's commands in order), and each cal
 resolved as its reply is read. A request that starts its cache lookup and then its admission in one
 iteration therefore waits for one round trip, and a burst of concurrent requests shares writes.
 
-Bounds: every batch has one timer. A command still unanswered ``timeout_s`` after it was called
-fails with ``TimeoutError`` (the caller's store-error policy takes over) when Redis has answered
-nothing since the batch was written: Redis is stopped, gone or stuck. When Redis has answered
+Bounds: every batch has one timer. A command still unanswered ``timeout_s`` after it was called,
+and after it was written (a busy loop may write it late), fails with ``TimeoutError`` (the caller's
+store-error policy takes over) when Redis has answered nothing since the batch was written: Redis
+is stopped, gone or stuck. When Redis has answered
 since, it is alive and working through what was sent before (the replies come in order), and the
 wait is the event loop's, not Redis's: failing then would hand a busy gateway's admissions to
 ``on_store_error`` and open the breaker on a healthy Redis. The timer is then set once more, up to
 ``MAX_WAITS`` times ``timeout_s`` in all. Before failing, the expiry lets the loop read what has
-already arrived (two turns of the loop). A reply that comes after its command failed is dropped. A
-connection error fails every command in flight; the next command connects again (within the
-pool's connect timeout). A Redis that is stopped keeps the connection: its replies still come in
-order once it runs again.
+already arrived: three turns of the loop (a reply polled in the turn the timer fired wakes the
+reader one turn later, and uvloop runs that wake-up after the callbacks queued before it). A reply
+that comes after its command failed is dropped. A connection error fails every command in flight;
+the next command connects again (within the pool's connect timeout). A Redis that is stopped keeps
+the connection: its replies still come in order once it runs again.
 """
 
 from __future__ import annotations
@@ -99,9 +101,16 @@ class AutoPipeline:
                 conn = await self._connection()
                 # hiredis packs in C, ~8x faster than redis-py's Python packer on this path.
                 packed = b"".join([pack_command(batch.commands[i]) for i in live])
+                writer = conn._writer  # redis-py's StreamWriter
+                if writer is None:
+                    raise StoreConnectionError("not connected")
                 self._waiting.extend(futures)
                 batch.written_at = loop.time()
-                await conn.send_packed_command(packed, check_health=False)
+                # Written now, in this task: redis-py's send_packed_command would run each write in
+                # a task of its own (asyncio.wait_for), a loop turn later. drain() waits only while
+                # Redis does not read (stopped); the batch timers bound the callers meanwhile.
+                writer.write(packed)
+                await writer.drain()
                 self.batches += 1
                 self.recent.append(tuple(str(batch.commands[i][0]) for i in live))
             except (OSError, RedisError, TimeoutError) as exc:
@@ -111,8 +120,13 @@ class AutoPipeline:
         if all(fut.done() for fut in batch.futures):
             return
         loop = asyncio.get_running_loop()
-        if turns < 2:  # let the loop read replies that have arrived but not been read yet
+        if turns < 3:  # let the loop read replies that have arrived but not been read yet
             loop.call_soon(self._expire, batch, turns + 1)
+            return
+        written_by = batch.written_at + self.timeout_s  # inf while not written: no more time for that
+        if written_by < math.inf and written_by > loop.time():  # written late by a busy loop: Redis's time
+            # counts from the write
+            loop.call_at(written_by, self._expire, batch)
             return
         batch.waits += 1
         if self.read_at >= batch.written_at and batch.waits < MAX_WAITS:
@@ -121,7 +135,6 @@ class AutoPipeline:
         for fut in batch.futures:
             if not fut.done():
                 fut.set_exception(TimeoutError("Redis did not answer in time"))
-
 
     async def _connection(self) -> AbstractConnection:
         conn = self._conn
