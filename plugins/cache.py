@@ -177,32 +177,22 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
 @hookimpl
 def gateway_request_received(ctx: RequestContext) -> None:
-    """A Redis lookup starts here, not after admission: the rate limiter's implementation is
-    ``trylast`` and comes next, in the same loop iteration (no built-in registered before this
-    plugin has an ordinary one; plugins registered after it, which may edit the body, run
-    before), so the lookup and the admission go out in one write on the shared pipelined
-    connection and the client waits for one round trip, not two. ``gateway_before_upstream``
-    uses the answer only if the key is still the same then (a plugin or a limiter's spill-over
-    may change the body or the target), and only after admission: a refused request gets
-    nothing from the cache."""
+    """A Redis lookup starts with the admission (the limiter's ``trylast`` implementation is next,
+    in this loop iteration): one write, one round trip. ``gateway_before_upstream`` uses it after
+    admission, for the same key only (docs/scaling-out.md#the-requests-one-round-trip)."""
     state = ctx.app.get(CACHE)
-    if state is None or not isinstance(state.backend, RedisStore):
+    if state is None or not isinstance(state.backend, RedisStore) or ctx.op is None or not ctx.targets:
         return
-    if ctx.op is None or ctx.op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
-        return
-    directives = cache_control(ctx)
-    if "no-cache" in directives or "no-store" in directives:
+    if ctx.op.canonical.name not in CACHEABLE_OPS or {"no-cache", "no-store"} & cache_control(ctx):
         return
     key = cache_key(ctx, state.per_key)
-    # A request of this process fetching or storing the same answer: this one follows it (or,
-    # once it has stored, looks up then), never an answer read before that store.
+    # Not while this process fetches or stores the same answer: never a value read before that store.
     if key is not None and key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
         ctx[EARLY] = (key, lookup)
 
 
 async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: bool = False) -> bytes | None:
-    """The lookup started at admission when it is for this key; else (or for a claim that must
-    take a lock after a miss) one now."""
+    """The lookup started with the admission if it is for this key (a claim with a lock: a hit)."""
     early = ctx.get(EARLY)
     if early is not None and early[0] == key:
         raw = await RedisStore.found(early[1])
