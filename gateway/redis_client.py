@@ -12,7 +12,7 @@ decides what a store error means (see each plugin's ``on_store_error``). A burst
 pool waits up to ``pool_wait_s`` for a free connection; that wait is back-pressure, not an error.
 
 The commands a client waits on (admissions, cache lookups) go through ``pipeline(url)`` instead:
-one connection of that URL's pool, taken for good, on which every command of an event-loop
+one more connection to that URL, with the pool's settings, on which every command of an event-loop
 iteration is written at once (``gateway.redis_pipeline``), each bounded by ``timeout_s``.
 """
 

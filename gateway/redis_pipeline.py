@@ -3,11 +3,12 @@
 The commands on the request path (a rate-limit admission, a cache lookup) are small and many at
 once. Sent one by one through a pool, each pays a pool checkout, a lock, a timeout object and a
 write of its own, and two commands one request needs (its admission and its cache lookup) would
-cost it two round trips. ``AutoPipeline`` instead takes one connection out of the pool for good:
-every command called in the same event-loop iteration goes out in one write, the replies come back
-in the same order (Redis answers a connection's commands in order), and each caller's future is
-resolved as its reply is read. A request that starts its cache lookup and then its admission in one
-iteration therefore waits for one round trip, and a burst of concurrent requests shares writes.
+cost it two round trips. ``AutoPipeline`` instead keeps one connection of its own (made with the
+pool's settings, not taken from it): every command called in the same event-loop iteration goes out
+in one write, the replies come back in the same order (Redis answers a connection's commands in
+order), and each caller's future is resolved as its reply is read. A request that starts its
+cache lookup and then its admission in one iteration therefore waits for one round trip, and a
+burst of concurrent requests shares writes.
 
 Bounds: every batch has one timer. A command still unanswered ``timeout_s`` after it was called,
 and after it was written (a busy loop may write it late), fails with ``TimeoutError`` (the caller's
@@ -139,8 +140,11 @@ class AutoPipeline:
     async def _connection(self) -> AbstractConnection:
         conn = self._conn
         if conn is None:
-            conn = self._conn = await self.pool.get_connection()
-        elif not conn.is_connected:
+            # A connection of its own, made with the pool's settings but not taken from it: the
+            # pool stays whole for what needs a connection of its own for a while (script loads,
+            # the breakers' probes, lock scripts), however small redis.max_connections is.
+            conn = self._conn = self.pool.make_connection()
+        if not conn.is_connected:
             await conn.connect()
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_loop(conn))
@@ -196,5 +200,4 @@ class AutoPipeline:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.disconnect()
-            await self.pool.release(conn)
 

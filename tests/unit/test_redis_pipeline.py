@@ -69,3 +69,17 @@ async def test_stopped_killed_and_back(redis_private: RedisServer) -> None:
         assert await pipe.call("PING") == b"PONG"  # connected again
     finally:
         await conns.close()
+
+
+async def test_the_pipelined_connection_leaves_the_pool_whole(redis_server: RedisServer) -> None:
+    """With one pooled connection, the pool still serves (script loads, breaker probes) while the
+    pipelined connection is busy: it is a connection of its own, not one taken from the pool."""
+    conns = RedisConnections(RedisConfig(url=redis_server.url, timeout_s=TIMEOUT_S, max_connections=1,
+                                         pool_wait_s=0.05))
+    try:
+        assert await conns.pipeline().call("PING") == b"PONG"
+        assert await conns.client().ping()
+        clients = redis_server.command("CLIENT", "LIST").decode().count("cmd=")
+        assert clients >= 3  # this test's own, the pipelined one, the pooled one
+    finally:
+        await conns.close()
