@@ -78,6 +78,7 @@ def chain_config(backend: str, redis_port: int, workdir: Path | None = None) -> 
     base["rate_limit"] = {**HIGH, "backend": backend}
     if backend == "redis":  # else the budget counters would be in Redis too (docs/governance.md)
         base["redis"] = {"url": f"redis://127.0.0.1:{redis_port}/0"}
+        base["cache"] = {**base["cache"], "backend": "redis"}  # issue 20: "the Redis backend for limits and cache"
     return base
 
 

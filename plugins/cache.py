@@ -108,6 +108,8 @@ CACHE: web.AppKey[CacheState] = web.AppKey("llm_gateway.cache")
 PENDING: StashKey[Pending] = StashKey("cache.pending")
 # The serialised answer to store once the client has it.
 TO_STORE: StashKey[bytes] = StashKey("cache.to_store")
+# A shared store's lookup started with the request's admission: its key and the lookup.
+EARLY: StashKey[tuple[str, asyncio.Future[Any]]] = StashKey("cache.early")
 
 
 def cache_control(ctx: RequestContext) -> frozenset[str]:
@@ -182,6 +184,32 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
 
 
 @hookimpl
+def gateway_request_received(ctx: RequestContext) -> None:
+    """A Redis lookup starts with the admission (the limiter's ``trylast`` implementation is next,
+    in this loop iteration): one write, one round trip. ``gateway_before_upstream`` uses it after
+    admission, for the same key only (docs/scaling-out.md#the-requests-one-round-trip)."""
+    state = ctx.app.get(CACHE)
+    if state is None or not isinstance(state.backend, RedisStore) or ctx.op is None or not ctx.targets:
+        return
+    if ctx.op.canonical.name not in CACHEABLE_OPS or {"no-cache", "no-store"} & cache_control(ctx):
+        return
+    key = cache_key(ctx, state.per_key)
+    # Not while this process fetches or stores the same answer: never a value read before that store.
+    if key is not None and key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
+        ctx[EARLY] = (key, lookup)
+
+
+async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: bool = False) -> bytes | None:
+    """The lookup started with the admission if it is for this key (a claim with a lock: a hit)."""
+    early = ctx.get(EARLY)
+    if early is not None and early[0] == key:
+        raw = await RedisStore.found(early[1])
+        if raw is not None or not claim or not getattr(state.backend, "lock_wait_s", 0):
+            return raw
+    return await (state.backend.claim(key) if claim else state.backend.get(key))
+
+
+@hookimpl
 async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
     state = ctx.app.get(CACHE)
     # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
@@ -200,9 +228,9 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         return None
     local = state.local
     if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
-        raw = local.lookup(key) if local is not None else await state.backend.get(key)
+        raw = local.lookup(key) if local is not None else await looked_up(ctx, state, key)
     elif state.flights.lead(key):
-        raw = local.lookup(key) if local is not None else await state.backend.claim(key)
+        raw = local.lookup(key) if local is not None else await looked_up(ctx, state, key, claim=True)
         if raw is None:
             ctx[PENDING] = Pending(key, store=True, leads=True)
             mark(ctx, "miss")

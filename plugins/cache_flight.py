@@ -28,6 +28,9 @@ class Flights:
     def __len__(self) -> int:
         return len(self._flights)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._flights
+
     def lead(self, key: str) -> bool:
         """Register a flight for ``key``; False when one is out already (then ``follow``)."""
         if key in self._flights:

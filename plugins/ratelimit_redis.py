@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from gateway.errors import ServiceUnavailableError
+from gateway.redis_pipeline import AutoPipeline
 from plugins.ratelimit_backend import REQUESTS, BucketView, Charge, Decision, InProcessBackend, Limit
 from plugins.ratelimit_gcra import ADMIT, ADMIT_SHA, SETTLE, SETTLE_SHA, interval_us, view
 from plugins.store_breaker import STORE_ERRORS, StoreBreaker
@@ -49,19 +50,18 @@ SETTLE_QUEUE = 10_000
 class RedisBackend:
     """``LimiterBackend`` on Redis, with a breaker and a per-process fallback."""
 
-    def __init__(self, client: Redis, *, prefix: str, policy: str, share: int, guard_s: float,
-                 slots: int, slot_wait_s: float) -> None:
-        self.client = client
+    def __init__(self, client: Redis, pipe: AutoPipeline, *, prefix: str, policy: str, share: int,
+                 guard_s: float) -> None:
+        self.client = client  # a pooled connection each: settles, probes, script loads
+        self.pipe = pipe  # admissions: one connection, auto-pipelined with the other request-path calls
+        # Settles: a connection of their own, so admissions never queue behind a batch of them.
+        self.settles = AutoPipeline(client.connection_pool, max(1.0, guard_s))
         self.prefix = f"{prefix}:{{rl}}:"
         self.policy = policy  # on_store_error: local | open | closed
         self.share = share  # processes a limit is divided between when enforced locally
         self.guard_s = guard_s  # the most a store call may add to an admission
-        self.slot_wait_s = slot_wait_s
-        self.slot_count = slots
-        self.slots = asyncio.Semaphore(slots)  # connections admissions may hold; the rest wait
         self.local = InProcessBackend()
         self.breaker = StoreBreaker("rate limits", self.ping, degraded_note=self.degraded_note())
-        self.busy = 0  # admissions that found every connection taken for slot_wait_s
         self.settles_dropped = 0
         self._queue: asyncio.Queue[tuple[str, tuple[tuple[Limit, float], ...]]] = asyncio.Queue(SETTLE_QUEUE)
         self._settler: asyncio.Task[None] | None = None
@@ -75,18 +75,11 @@ class RedisBackend:
                 "open": "admitting every request", "closed": "answering 503"}[self.policy]
 
     async def warm_up(self) -> None:
-        """At start-up: load the scripts and open the connections admissions use, so the first
+        """At start-up: load the scripts and open the connection admissions use, so the first
         burst of requests pays neither a NOSCRIPT round trip nor a connect."""
         await self.client.script_load(ADMIT)
         await self.client.script_load(SETTLE)
-        pool = self.client.connection_pool
-        connections = []
-        try:
-            for _ in range(self.slot_count):
-                connections.append(await pool.get_connection())
-        finally:
-            for connection in connections:
-                await pool.release(connection)
+        await self.pipe.call("PING")
 
     async def ping(self) -> None:
         async with asyncio.timeout(self.guard_s):
@@ -123,34 +116,24 @@ class RedisBackend:
             return refused
         if self.breaker.open:
             return await self.degraded(charges)
-        if self.slots.locked():
-            try:  # a burst larger than the pool waits, bounded; that is not a store error
-                async with asyncio.timeout(self.slot_wait_s):
-                    await self.slots.acquire()
-            except TimeoutError:
-                self.busy += 1
-                return await self.degraded(charges)
-        else:
-            await self.slots.acquire()
+        keys: list[str] = []
+        args: list[str] = []
+        for c in charges:
+            key, iv, tau = self.encoded(c.limit)
+            keys.append(key)
+            args += (iv, tau, repr(c.amount))
+        # No pool checkout, lock or timeout object per admission: the pipeline's batch timer
+        # bounds the call, and it travels with whatever else this iteration sends (a cache lookup).
         try:
-            if self.breaker.open:  # it opened while this one waited for a connection
-                return await self.degraded(charges)
-            keys, args = [], []
-            for c in charges:
-                key, iv, tau = self.encoded(c.limit)
-                keys.append(key)
-                args += (iv, tau, repr(c.amount))
-            async with asyncio.timeout(self.guard_s):
-                try:
-                    reply: list[Any] = await self.client.evalsha(ADMIT_SHA, len(keys), *keys, *args)
-                except NoScriptError:  # Redis restarted empty: load the script, then once more
+            try:
+                reply: list[Any] = await self.pipe.call("EVALSHA", ADMIT_SHA, len(keys), *keys, *args)
+            except NoScriptError:  # Redis restarted empty: load the script, then once more
+                async with asyncio.timeout(self.guard_s):
                     await self.client.script_load(ADMIT)
-                    reply = await self.client.evalsha(ADMIT_SHA, len(keys), *keys, *args)
+                reply = await self.pipe.call("EVALSHA", ADMIT_SHA, len(keys), *keys, *args)
         except STORE_ERRORS as exc:
             self.breaker.failure(exc)
             return await self.degraded(charges)
-        finally:
-            self.slots.release()
         self.breaker.success()
         admitted = reply[0] == 1
         views = tuple(view(c, int(a), admitted) for c, a in zip(charges, reply[1:], strict=True))
@@ -211,33 +194,50 @@ class RedisBackend:
                     queue.task_done()
 
     async def settle_now(self, batch: Sequence[tuple[str, Sequence[tuple[Limit, float]]]]) -> list[Any]:
-        """Apply settles in one pipelined round trip; 1 per settle applied, 0 per replay."""
+        """Apply settles in one pipelined write; 1 per settle applied, 0 per replay. Those Redis
+        cannot take are applied to the local shares instead."""
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
         if not self.breaker.open:
-            try:
-                async with asyncio.timeout(max(1.0, self.guard_s)):
-                    try:
-                        return await self._settle_pipeline(batch)
-                    except NoScriptError:  # Redis restarted: load the script, send the batch again
+            todo = await self._settle_remote(batch, results, todo)
+            # Redis restarted without the script: load it, send those again (settles are idempotent).
+            if todo and any(isinstance(results[i], NoScriptError) for i in todo):
+                try:
+                    async with asyncio.timeout(max(1.0, self.guard_s)):
                         await self.client.script_load(SETTLE)
-                        return await self._settle_pipeline(batch)
-            except STORE_ERRORS as exc:
-                self.breaker.failure(exc)
-        for settle_id, adjustments in batch:  # the store is away: correct the shares enforced meanwhile
+                    todo = await self._settle_remote(batch, results, todo)
+                except STORE_ERRORS as exc:
+                    self.breaker.failure(exc)
+        for i in todo:  # the store is away: correct the shares enforced meanwhile
+            settle_id, adjustments = batch[i]
             self.local.settle(settle_id, [(self.scaled(limit), amount) for limit, amount in adjustments])
-        return []
+        return [r for r in results if not isinstance(r, BaseException) and r is not None]
 
-    async def _settle_pipeline(self, batch: Sequence[tuple[str, Sequence[tuple[Limit, float]]]]) -> list[Any]:
-        # Plain EVALSHA in the pipeline: redis-py's script objects would add a SCRIPT EXISTS
-        # round trip to every batch. A replay after NOSCRIPT is safe: settles are idempotent.
-        pipe = self.client.pipeline(transaction=False)
-        for settle_id, adjustments in batch:
+    async def _settle_remote(self, batch: Sequence[tuple[str, Sequence[tuple[Limit, float]]]],
+                             results: list[Any], todo: list[int]) -> list[int]:
+        """Send ``todo``'s settles (plain EVALSHA: redis-py's script objects would add a SCRIPT
+        EXISTS round trip); the indexes that failed."""
+        calls = []
+        for i in todo:
+            settle_id, adjustments = batch[i]
             keys, args = [f"{self.prefix}settled:{settle_id}"], [str(SETTLED_TTL_MS)]
             for limit, amount in adjustments:
                 key, iv, _ = self.encoded(limit)
                 keys.append(key)
                 args += (iv, repr(amount))
-            pipe.evalsha(SETTLE_SHA, len(keys), *keys, *args)
-        return await pipe.execute()
+            calls.append(self.settles.call("EVALSHA", SETTLE_SHA, len(keys), *keys, *args))
+        failed, error = [], None
+        for i, reply in zip(todo, await asyncio.gather(*calls, return_exceptions=True), strict=True):
+            results[i] = reply
+            if isinstance(reply, BaseException):
+                failed.append(i)
+                if not isinstance(reply, NoScriptError):
+                    error = error or reply
+        if error is not None:
+            self.breaker.failure(error)  # one batch, one store error
+        elif len(failed) < len(todo):
+            self.breaker.success()
+        return failed
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -256,4 +256,5 @@ class RedisBackend:
             with contextlib.suppress(asyncio.CancelledError):
                 await settler
         await self.breaker.close()
+        await self.settles.close()
         await self.local.close()

@@ -34,12 +34,11 @@ if TYPE_CHECKING:
 def redis_backend(connections: RedisConnections, settings: RateLimitSettings, processes: int) -> RedisBackend:
     redis = connections.settings
     return RedisBackend(
-        connections.client(), prefix=settings.key_prefix, policy=settings.on_store_error, share=processes,
+        connections.client(), connections.pipeline(), prefix=settings.key_prefix,
+        policy=settings.on_store_error, share=processes,
         # A command's socket timeout, plus a little for a busy event loop; it also bounds a
         # connect to a host that does not answer (whose own timeout is longer).
         guard_s=redis.timeout_s + 0.04,
-        # One connection is left for settles and probes.
-        slots=max(1, redis.max_connections - 1), slot_wait_s=redis.pool_wait_s,
     )
 
 
@@ -71,7 +70,6 @@ def backend_status(backend: LimiterBackend) -> dict[str, Any]:
         "local_share": f"1/{backend.share}",
         "store_errors": breaker.errors,
         "degraded_transitions": breaker.opened,
-        "pool_busy": backend.busy,
         "settles_pending": backend.pending(),
         "settles_dropped": backend.settles_dropped,
     }

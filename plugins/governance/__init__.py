@@ -91,7 +91,7 @@ def current_governance(request: web.Request) -> Governance | None:
 @hookimpl
 async def gateway_startup(app: web.Application) -> None:
     gov = app[GOVERNANCE]
-    await gov.start(app.get(REDIS) and app[REDIS].client())
+    await gov.start(app.get(REDIS))
     register_metrics(app, gov)
 
 

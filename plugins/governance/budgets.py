@@ -9,11 +9,16 @@ process settled since, ``reserved`` its requests in flight. Several processes wi
 each other's spend within about a second, so together they can overshoot by what they admit in
 that second. ``RedisLedger`` keeps the counters in Redis (integer micro-dollars, one Lua script
 checks and reserves every scope of a request at once), so N processes never spend N budgets;
-while Redis is unreachable it falls back to the local ledger and says so in the log.
+while Redis is unreachable it falls back to the local ledger and says so in the log. Its commands
+go on the request path's pipelined connection (``gateway.redis_pipeline``): no pool checkout per
+reservation, and a reservation sent with ``begin_reserve`` leaves in one write with whatever else
+the same loop iteration sends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -21,7 +26,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
+
+from gateway.redis_pipeline import AutoPipeline
+from plugins.store_breaker import STORE_ERRORS
 
 log = logging.getLogger("llm_gateway.governance.budgets")
 Counter = tuple[str, str, str]  # scope, id, window
@@ -41,6 +49,7 @@ end
 for i, key in ipairs(KEYS) do redis.call('INCRBY', key, amount) end
 return 0
 """
+RESERVE_SHA = hashlib.sha1(RESERVE.encode()).hexdigest()
 
 
 class LocalLedger:
@@ -101,28 +110,41 @@ class LocalLedger:
 class RedisLedger:
     """The same counters in Redis, seeded from the local view when a counter is first used."""
 
-    def __init__(self, client: Redis, local: LocalLedger, prefix: str = "llmgw:budget:") -> None:
-        self.client = client
+    def __init__(self, client: Redis, pipe: AutoPipeline, local: LocalLedger, prefix: str = "llmgw:budget:") -> None:
+        self.client = client  # script loads (after a Redis restart)
+        self.pipe = pipe  # reservations and settles
         self.local = local
         self.prefix = prefix
-        self._script = client.register_script(RESERVE)
         self._down_since: float | None = None
 
     def _key(self, counter: Counter) -> str:
         return self.prefix + ":".join(counter)
 
-    async def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
+    def begin_reserve(self, limits: Sequence[Limit], amount: float) -> asyncio.Future[Any]:
+        """Send the reservation now; ``reserved`` takes its answer."""
+        keys = [self._key(c) for c, _ in limits]
         args: list[Any] = [TTL_S]
         for counter, budget in limits:
             args += [int(self.local.spent(counter) * MICRO), int(budget * MICRO)]
         args.append(int(amount * MICRO))
+        return self.pipe.call("EVALSHA", RESERVE_SHA, len(keys), *keys, *args)
+
+    async def reserved(self, sent: asyncio.Future[Any], limits: Sequence[Limit], amount: float) -> Counter | None:
+        """The first counter without room, or None when all of them took ``amount``."""
         try:
-            failed = await self._script(keys=[self._key(c) for c, _ in limits], args=args)
-        except RedisError as exc:
+            try:
+                failed = await sent
+            except NoScriptError:  # Redis restarted empty: load the script, then once more
+                await self.client.script_load(RESERVE)
+                failed = await self.begin_reserve(limits, amount)
+        except STORE_ERRORS as exc:
             self._down(exc)
             return self.local.reserve(limits, amount)
         self._up()
         return limits[int(failed) - 1][0] if failed else None
+
+    async def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
+        return await self.reserved(self.begin_reserve(limits, amount), limits, amount)
 
     async def settle(self, counters: Sequence[Counter], reserved: float, cost: float, remote: bool) -> None:
         """Correct a reservation to the real cost. ``remote``: it was taken in Redis (else in
@@ -134,13 +156,11 @@ class RedisLedger:
         delta = round((cost - reserved) * MICRO)
         if not delta or not counters:
             return
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for counter in counters:
-                    pipe.incrby(self._key(counter), delta)
-                await pipe.execute()
-        except RedisError as exc:
-            self._down(exc)
+        sent = [self.pipe.call("INCRBY", self._key(counter), delta) for counter in counters]
+        for reply in await asyncio.gather(*sent, return_exceptions=True):
+            if isinstance(reply, BaseException):
+                self._down(reply)
+                return
 
     @property
     def up(self) -> bool:

@@ -17,9 +17,8 @@ from plugins.governance.store import Store, StoreError, open_store
 from plugins.governance.virtual_keys import KeyIndex
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from gateway.config import GatewayConfig
+    from gateway.redis_client import RedisConnections
 
 log = logging.getLogger("llm_gateway.governance")
 DRAIN_S = 5.0
@@ -44,13 +43,13 @@ class Governance:
         self.polled = asyncio.Event()  # set after each change poll (tests wait on it)
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, redis: Redis | None) -> None:
+    async def start(self, redis: RedisConnections | None) -> None:
         """Idempotent: ``gateway_startup`` runs again on each configuration reload, and a
         governance carried over a reload is already running."""
         if self._tasks:
             return
         if redis is not None:
-            self.remote = RedisLedger(redis, self.local)
+            self.remote = RedisLedger(redis.client(), redis.pipeline(), self.local)
         with contextlib.suppress(StoreError):
             await asyncio.wait_for(self.open_and_load(), self.store_settings.poll_interval_s * 4)
         self._tasks = [asyncio.create_task(self.keep_in_step(), name="governance-poll"),
