@@ -27,9 +27,8 @@ allowed to use a model; ``scope: key`` keeps each key's answers to itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,15 +41,12 @@ from gateway.config import GatewayConfig, check_redis_url
 from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
 from plugins.cache_flight import Flights
+from plugins.cache_keys import cache_control, cache_key, cacheable
 from plugins.cache_store import CacheBackend, InProcessLRU, RedisStore
 
 __all__ = ["CacheBackend", "InProcessLRU", "RedisStore"]
 
 CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
-CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
-# Fields that change how an answer is delivered or attributed, not what it is.
-IGNORED_FIELDS = frozenset({"stream", "stream_options", "user"})
-NO_DIRECTIVES: frozenset[str] = frozenset()
 
 
 class CacheSettings(BaseModel):
@@ -110,41 +106,6 @@ PENDING: StashKey[Pending] = StashKey("cache.pending")
 TO_STORE: StashKey[bytes] = StashKey("cache.to_store")
 # A shared store's lookup started with the request's admission: its key and the lookup.
 EARLY: StashKey[tuple[str, asyncio.Future[Any]]] = StashKey("cache.early")
-
-
-def cache_control(ctx: RequestContext) -> frozenset[str]:
-    value = ctx.request.headers.get("Cache-Control")
-    if not value:  # most requests send none: no set to build
-        return NO_DIRECTIVES
-    return frozenset(d.strip().lower() for d in value.split(",") if d.strip())
-
-
-def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
-    assert ctx.op is not None
-    target = ctx.targets[0]
-    body = {k: v for k, v in ctx.body.items() if k not in IGNORED_FIELDS}
-    try:
-        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # a plugin put something non-JSON in the body: do not cache
-        return None
-    prefix = f"{ctx.op.name}\0{target.provider.name}\0{target.model}\0"
-    if per_key and ctx.principal is not None:
-        prefix += f"key\0{ctx.principal.name}\0"
-    return hashlib.sha256(prefix.encode() + canonical).hexdigest()
-
-
-def cacheable(response: dict[str, Any]) -> bool:
-    if "error" in response:
-        return False
-    choices = response.get("choices")
-    if choices is None:  # embeddings
-        return isinstance(response.get("data"), list)
-    if not choices or not isinstance(choices, list):
-        return False
-    for c in choices:  # noqa: SIM110 -- a loop, not all() over a generator: every answer passes here
-        if not isinstance(c, dict) or c.get("finish_reason") not in CACHEABLE_FINISH:
-            return False
-    return True
 
 
 def mark(ctx: RequestContext, outcome: str) -> None:
@@ -210,7 +171,9 @@ async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: boo
 
 
 @hookimpl
-async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
+def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[ShortCircuit | None] | None:
+    """Decided here and now on the memory backend; a coroutine for a shared store's answer, or
+    to wait for an identical request's."""
     state = ctx.app.get(CACHE)
     # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
     if state is None or ctx.op is None or ctx.op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
@@ -227,18 +190,40 @@ async def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | None:
         mark(ctx, "bypass")
         return None
     local = state.local
+    if local is None:
+        return shared_lookup(ctx, state, key)
     if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
-        raw = local.lookup(key) if local is not None else await looked_up(ctx, state, key)
-    elif state.flights.lead(key):
-        raw = local.lookup(key) if local is not None else await looked_up(ctx, state, key, claim=True)
-        if raw is None:
-            ctx[PENDING] = Pending(key, store=True, leads=True)
-            mark(ctx, "miss")
-            return None
-        state.flights.land(key, raw)  # a hit: identical requests that came meanwhile share it
-        state.flights.end(key)
-    else:
-        raw = await state.flights.follow(key)
+        return answer(ctx, key, local.lookup(key))
+    if state.flights.lead(key):
+        return led(ctx, state, key, local.lookup(key))
+    return followed(ctx, state, key)
+
+
+async def shared_lookup(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
+    if ctx.stream:
+        return answer(ctx, key, await looked_up(ctx, state, key))
+    if state.flights.lead(key):
+        return led(ctx, state, key, await looked_up(ctx, state, key, claim=True))
+    return await followed(ctx, state, key)
+
+
+async def followed(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
+    """The answer of the identical request this one follows (None: go upstream)."""
+    return answer(ctx, key, await state.flights.follow(key))
+
+
+def led(ctx: RequestContext, state: CacheState, key: str, raw: bytes | None) -> ShortCircuit | None:
+    """The lookup of the request that leads this key's flight."""
+    if raw is None:
+        ctx[PENDING] = Pending(key, store=True, leads=True)
+        mark(ctx, "miss")
+        return None
+    state.flights.land(key, raw)  # a hit: identical requests that came meanwhile share it
+    state.flights.end(key)
+    return answer(ctx, key, raw)
+
+
+def answer(ctx: RequestContext, key: str, raw: bytes | None) -> ShortCircuit | None:
     if raw is None:
         ctx[PENDING] = Pending(key, store=True)
         mark(ctx, "miss")

@@ -169,7 +169,7 @@ async def test_completions_and_embeddings_are_cached(gateway, http, path, body):
     ({"object": "list"}, False),
 ])
 def test_only_complete_answers_are_cacheable(response, expected):
-    assert cache.cacheable(response) is expected
+    assert cache.cacheable(response) is expected  # re-exported from plugins.cache_keys
 
 
 async def test_a_hit_still_needs_a_key_and_counts_against_rate_limits(gateway, http):
