@@ -11,12 +11,13 @@ finishes: the overshoot is at most one request's reservation error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 
@@ -35,6 +36,8 @@ class Reservation:
     amount: float
     prompt_cost: float  # what the prompt alone is estimated to cost (charged if the client leaves)
     remote: bool
+    # A reservation sent to Redis whose answer is not taken yet, and what to check it against.
+    sent: tuple[asyncio.Future[Any], Plan, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,25 +141,46 @@ class Accounting:
         target = ctx.targets[0] if ctx.targets else None
         rates = self.gov.prices.rates(target.provider.name, target.model) if target is not None else None
         prompt, amount = estimate(ctx, rates, self.gov.reserve_max_tokens)
-        if self.gov.remote is not None:
-            return self.admit_remote(ctx, plan, prompt, amount, now)
+        remote = self.gov.remote
+        if remote is not None:
+            # Sent now, answered in gateway_before_upstream: the rate limiter's admission (and a
+            # shared cache's lookup) leave in the same write, so the client waits for one Redis
+            # round trip, not one per plugin (docs/scaling-out.md).
+            sent = remote.begin_reserve(plan.limits, amount)
+            ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, True, (sent, plan, now))
+            return None
         failed = self.gov.local.reserve(plan.limits, amount)
         if failed is not None:
             refuse(plan, failed, now)
         ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, False)
         return None
 
-    async def admit_remote(self, ctx: RequestContext, plan: Plan, prompt: float, amount: float, now: float) -> None:
+    @hookimpl
+    def gateway_before_upstream(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """The answer of a reservation sent to Redis at admission: a refusal is the 429."""
+        reservation = ctx.stash.get(RESERVATION)
+        if reservation is None or reservation.sent is None:
+            return None
+        return self.answered(ctx, reservation, refusing=True)
+
+    async def answered(self, ctx: RequestContext, reservation: Reservation, refusing: bool) -> None:
+        """Take a sent reservation's answer. Refused: nothing was taken, so nothing is settled."""
         remote = self.gov.remote
-        assert remote is not None
-        failed = await remote.reserve(plan.limits, amount)
+        assert remote is not None and reservation.sent is not None
+        (sent, plan, now), reservation.sent = reservation.sent, None
+        failed = await remote.reserved(sent, plan.limits, reservation.amount)
+        reservation.remote = remote.up
         if failed is not None:
-            refuse(plan, failed, now)
-        ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, remote.up)
+            del ctx.stash[RESERVATION]
+            if refusing:
+                refuse(plan, failed, now)
 
     @hookimpl(tryfirst=True)
     def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
         reservation = ctx.stash.get(RESERVATION)
+        if reservation is not None and reservation.sent is not None:
+            # Refused by another plugin before the answer was taken (e.g. the rate limiter).
+            return self.finished_after_answer(ctx, outcome, reservation)
         if outcome.provider is None and reservation is None:
             return None  # refused before any vendor was asked: it costs nothing and is not recorded
         cost = self.price(outcome, reservation)
@@ -174,7 +198,14 @@ class Accounting:
         if remote is None:
             self.gov.local.release(reservation.counters, reservation.amount)
             return None
-        return remote.settle(reservation.counters, reservation.amount, cost or 0.0, reservation.remote)
+        remote.settle(reservation.counters, reservation.amount, cost or 0.0, reservation.remote)
+        return None
+
+    async def finished_after_answer(self, ctx: RequestContext, outcome: Outcome, reservation: Reservation) -> None:
+        await self.answered(ctx, reservation, refusing=False)
+        pending = self.gateway_request_finished(ctx, outcome)
+        if pending is not None:
+            await pending
 
     def price(self, outcome: Outcome, reservation: Reservation | None) -> float | None:
         usage = outcome.usage

@@ -116,6 +116,7 @@ class RedisLedger:
         self.local = local
         self.prefix = prefix
         self._down_since: float | None = None
+        self.unsettled: set[asyncio.Future[Any]] = set()  # settles sent, not answered yet
 
     def _key(self, counter: Counter) -> str:
         return self.prefix + ":".join(counter)
@@ -146,21 +147,33 @@ class RedisLedger:
     async def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
         return await self.reserved(self.begin_reserve(limits, amount), limits, amount)
 
-    async def settle(self, counters: Sequence[Counter], reserved: float, cost: float, remote: bool) -> None:
+    def settle(self, counters: Sequence[Counter], reserved: float, cost: float, remote: bool) -> None:
         """Correct a reservation to the real cost. ``remote``: it was taken in Redis (else in
         the local ledger, while Redis was down). The local view is kept either way by the caller
-        (``LocalLedger.add``), as the seed for counters Redis does not hold yet."""
+        (``LocalLedger.add``), as the seed for counters Redis does not hold yet. Sent, not
+        awaited: a request's end (and the next request on its connection) never waits for Redis;
+        ``drain`` waits for what is still unanswered, at shutdown."""
         if not remote:
             self.local.release(counters, reserved)
             return
         delta = round((cost - reserved) * MICRO)
         if not delta or not counters:
             return
-        sent = [self.pipe.call("INCRBY", self._key(counter), delta) for counter in counters]
-        for reply in await asyncio.gather(*sent, return_exceptions=True):
-            if isinstance(reply, BaseException):
-                self._down(reply)
-                return
+        for counter in counters:
+            sent = self.pipe.call("INCRBY", self._key(counter), delta)
+            self.unsettled.add(sent)
+            sent.add_done_callback(self._settled)
+
+    def _settled(self, sent: asyncio.Future[Any]) -> None:
+        self.unsettled.discard(sent)
+        error = None if sent.cancelled() else sent.exception()
+        if error is not None:
+            self._down(error)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for the settles sent so far to be answered."""
+        if self.unsettled:
+            await asyncio.wait(list(self.unsettled), timeout=timeout_s)
 
     @property
     def up(self) -> bool:

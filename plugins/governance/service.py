@@ -94,6 +94,8 @@ class Governance:
         if writer is not None:
             self.writer.stop()
             await writer
+        if self.remote is not None:
+            await self.remote.drain(DRAIN_S)
         if self.store_open:
             await self.writer.drain(DRAIN_S)
         await self.store.close()

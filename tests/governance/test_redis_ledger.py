@@ -24,7 +24,9 @@ async def test_reserve_settle_and_reload_after_a_flush(redis_server: RedisServer
         assert await ledger.reserve(limits, 0.3) == TEAM  # all or nothing: the key is not charged
         held = redis_server.command("GET", "llmgw:budget:key:k1:day:2026-12-02")
         assert held.split(b"\r\n")[1] == str(int(0.3 * MICRO)).encode()
-        await ledger.settle([KEY, TEAM], 0.3, 0.1, remote=True)
+        ledger.settle([KEY, TEAM], 0.3, 0.1, remote=True)  # sent, not awaited
+        await ledger.drain(2.0)
+        assert not ledger.unsettled
         redis_server.command("SCRIPT", "FLUSH")  # as after a restart: EVALSHA answers NOSCRIPT
         assert await ledger.reserve(limits, 0.3) is None  # 0.1 + 0.3 fits the team's 0.5
         held = redis_server.command("GET", "llmgw:budget:team:t1:month:2026-12")
