@@ -45,13 +45,8 @@ class Hooks:
 
     async def first(self, name: str, **kwargs: Any) -> Any:
         """The first non-None result; later implementations are not called."""
-        for call in self._calls[name]:
-            res = call(**kwargs)
-            if res is not None and awaitable(res):
-                res = await res
-            if res is not None:
-                return res
-        return None
+        res = self.first_now(name, **kwargs)
+        return await res if res is not None and awaitable(res) else res
 
     async def all(self, name: str, **kwargs: Any) -> list[Any]:
         """Every implementation in order; the first exception stops the chain and propagates."""
@@ -63,13 +58,9 @@ class Hooks:
 
     async def all_safe(self, name: str, **kwargs: Any) -> None:
         """Like ``all`` but an error in one implementation is logged and the rest still run."""
-        for impl, call in zip(self._impls[name], self._calls[name], strict=True):
-            try:
-                res = call(**kwargs)
-                if res is not None and awaitable(res):
-                    await res
-            except Exception:
-                log.exception("plugin %s failed in %s", impl.plugin_name, name)
+        pending = self.run_safe(name, **kwargs)
+        if pending is not None:
+            await pending
 
     # The request path's variants: a request's hooks are mostly plain functions (or plugins that
     # decide at once, returning a coroutine only when they must wait), so these call the
