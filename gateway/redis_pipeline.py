@@ -33,13 +33,15 @@ import math
 from collections import deque
 from typing import Any
 
-from hiredis import pack_command
+from hiredis import Reader, pack_command
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as StoreConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
 MAX_WAITS = 4
+READ_SIZE = 65536
+INCOMPLETE = object()  # hiredis's answer while a reply is not complete yet
 
 
 class Batch:
@@ -151,27 +153,38 @@ class AutoPipeline:
         return conn
 
     async def _read_loop(self, conn: AbstractConnection) -> None:
+        """Resolve the callers' futures, in order, from every reply of each read. redis-py's
+        ``read_response`` costs a few coroutine calls and timeout checks per reply; here one
+        hiredis reader parses whatever a read brought (often a whole batch's replies) in C."""
+        stream = conn._reader  # redis-py's StreamReader; redis-py's own parser read only the handshake
+        if stream is None:
+            await self._broken(StoreConnectionError("not connected"), [])
+            return
+        # Error replies become the exceptions redis-py would raise (NoScriptError for NOSCRIPT...).
+        replies = Reader(protocolError=InvalidResponse, replyError=conn._parser.parse_error,
+                         notEnoughData=INCOMPLETE)
         waiting = self._waiting
         loop = asyncio.get_running_loop()
         while True:
             try:
-                reply = await conn.read_response(timeout=math.inf, disconnect_on_error=False)
-                error = None
-            except ResponseError as exc:  # the command's own error reply: only its caller's
-                reply, error = None, exc
+                data = await stream.read(READ_SIZE)
+                if not data:
+                    raise StoreConnectionError("Redis closed the connection")
+                replies.feed(data)
+                self.read_at = loop.time()
+                while (reply := replies.gets()) is not INCOMPLETE:
+                    if not waiting:  # a reply nobody asked for: the stream cannot be trusted
+                        raise StoreConnectionError("unexpected reply")
+                    fut = waiting.popleft()
+                    if fut.done():
+                        continue  # timed out or cancelled: the reply is dropped
+                    if isinstance(reply, ResponseError):  # the command's own error: only its caller's
+                        fut.set_exception(reply)
+                    else:
+                        fut.set_result(reply)
             except (OSError, RedisError) as exc:
                 await self._broken(exc, [])
                 return
-            self.read_at = loop.time()
-            if not waiting:  # a reply nobody asked for: the stream cannot be trusted
-                await self._broken(StoreConnectionError("unexpected reply"), [])
-                return
-            fut = waiting.popleft()
-            if not fut.done():
-                if error is None:
-                    fut.set_result(reply)
-                else:
-                    fut.set_exception(error)
 
     async def _broken(self, exc: BaseException, batch: list[asyncio.Future[Any]]) -> None:
         """Fail what is in flight and drop the connection; the next command connects again."""
