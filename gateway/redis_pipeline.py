@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from hiredis import Reader, pack_command
@@ -42,6 +43,32 @@ from redis.exceptions import InvalidResponse, RedisError, ResponseError
 MAX_WAITS = 4
 READ_SIZE = 65536
 INCOMPLETE = object()  # hiredis's answer while a reply is not complete yet
+DONE = asyncio.Future.done  # called by map() in C over a batch's futures (the loop's own futures)
+
+
+class Recent:
+    """The command names of the last writes, for tests and benchmarks; worked out when read, so a
+    write only keeps a reference to its list of commands."""
+
+    __slots__ = ("_writes",)
+
+    def __init__(self, writes: int = 16) -> None:
+        self._writes: deque[list[tuple[Any, ...]]] = deque(maxlen=writes)
+
+    def append(self, commands: list[tuple[Any, ...]]) -> None:
+        self._writes.append(commands)
+
+    def clear(self) -> None:
+        self._writes.clear()
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def __getitem__(self, i: int) -> tuple[str, ...]:
+        return tuple(str(command[0]) for command in self._writes[i])
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        return (self[i] for i in range(len(self._writes)))
 
 
 class Batch:
@@ -62,7 +89,7 @@ class AutoPipeline:
         self.timeout_s = timeout_s
         self.batches = 0  # writes, for tests and benchmarks: commands per write = calls / batches
         self.calls = 0
-        self.recent: deque[tuple[str, ...]] = deque(maxlen=16)  # the last writes' command names
+        self.recent = Recent()  # the last writes' command names
         self.read_at = -math.inf  # loop time of the last reply read
         self._batch = Batch()
         self._waiting: deque[asyncio.Future[Any]] = deque()  # written, reply not read yet, in order
@@ -70,11 +97,14 @@ class AutoPipeline:
         self._wake: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def call(self, *args: Any) -> asyncio.Future[Any]:
         """Send ``args`` as one command with the others of this iteration; the reply, a
         ``ResponseError`` (e.g. ``NoScriptError``), a connection error or ``TimeoutError``."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()  # a pipeline lives in the loop that made it
         fut = loop.create_future()
         batch = self._batch
         if not batch.futures:
@@ -96,14 +126,16 @@ class AutoPipeline:
                 self._wake = loop.create_future()
                 await self._wake
             batch, self._batch = self._batch, Batch()
-            live = [i for i, fut in enumerate(batch.futures) if not fut.done()]  # not timed out or cancelled
-            if not live:
-                continue
-            futures = [batch.futures[i] for i in live]
+            commands, futures = batch.commands, batch.futures
+            if any(map(DONE, futures)):  # timed out or cancelled before the write: not sent
+                kept = [(command, fut) for command, fut in zip(commands, futures, strict=True) if not fut.done()]
+                if not kept:
+                    continue
+                commands, futures = [command for command, _ in kept], [fut for _, fut in kept]
             try:
                 conn = await self._connection()
                 # hiredis packs in C, ~8x faster than redis-py's Python packer on this path.
-                packed = b"".join([pack_command(batch.commands[i]) for i in live])
+                packed = b"".join(map(pack_command, commands))
                 writer = conn._writer  # redis-py's StreamWriter
                 if writer is None:
                     raise StoreConnectionError("not connected")
@@ -115,12 +147,12 @@ class AutoPipeline:
                 writer.write(packed)
                 await writer.drain()
                 self.batches += 1
-                self.recent.append(tuple(str(batch.commands[i][0]) for i in live))
+                self.recent.append(commands)
             except (OSError, RedisError, TimeoutError) as exc:
                 await self._broken(exc, futures)
 
     def _expire(self, batch: Batch, turns: int = 0) -> None:
-        if all(fut.done() for fut in batch.futures):
+        if all(map(DONE, batch.futures)):
             return
         loop = asyncio.get_running_loop()
         if turns < 3:  # let the loop read replies that have arrived but not been read yet
