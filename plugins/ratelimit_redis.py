@@ -66,7 +66,8 @@ class RedisBackend:
         self._queue: asyncio.Queue[tuple[str, tuple[tuple[Limit, float], ...]]] = asyncio.Queue(SETTLE_QUEUE)
         self._settler: asyncio.Task[None] | None = None
         self._scaled: dict[Limit, Limit] = {}
-        self._keys: dict[Limit, tuple[str, str, str]] = {}
+        # bucket name -> (the limit it was encoded for, its Redis key, interval and tolerance as text)
+        self._keys: dict[str, tuple[Limit, str, str, str]] = {}
         # Requests limits Redis said are full, and until when (monotonic): see refused_here.
         self._full: dict[Limit, float] = {}
 
@@ -85,11 +86,14 @@ class RedisBackend:
         async with asyncio.timeout(self.guard_s):
             await self.client.ping()
 
-    def encoded(self, limit: Limit) -> tuple[str, str, str]:
-        enc = self._keys.get(limit)
-        if enc is None:
+    def encoded(self, limit: Limit) -> tuple[Limit, str, str, str]:
+        """``(limit, key, interval, tolerance)`` as the scripts take them. Found by the bucket's
+        name, a str hashed in C (a frozen dataclass hashes every field in Python), and kept while
+        it is the same limit object (a changed limit is a new object: encoded again)."""
+        enc = self._keys.get(limit.key)
+        if enc is None or enc[0] is not limit:
             iv = interval_us(limit)
-            enc = self._keys[limit] = (self.prefix + limit.key, repr(iv), repr(limit.capacity * iv))
+            enc = self._keys[limit.key] = (limit, self.prefix + limit.key, repr(iv), repr(limit.capacity * iv))
         return enc
 
     def refused_here(self, charges: Sequence[Charge]) -> Decision | None:
@@ -119,7 +123,7 @@ class RedisBackend:
         keys: list[str] = []
         args: list[str] = []
         for c in charges:
-            key, iv, tau = self.encoded(c.limit)
+            _, key, iv, tau = self.encoded(c.limit)
             keys.append(key)
             args += (iv, tau, repr(c.amount))
         # No pool checkout, lock or timeout object per admission: the pipeline's batch timer
@@ -222,7 +226,7 @@ class RedisBackend:
             settle_id, adjustments = batch[i]
             keys, args = [f"{self.prefix}settled:{settle_id}"], [str(SETTLED_TTL_MS)]
             for limit, amount in adjustments:
-                key, iv, _ = self.encoded(limit)
+                _, key, iv, _ = self.encoded(limit)
                 keys.append(key)
                 args += (iv, repr(amount))
             calls.append(self.settles.call("EVALSHA", SETTLE_SHA, len(keys), *keys, *args))
