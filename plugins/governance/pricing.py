@@ -43,9 +43,11 @@ class Rates:
     provider_id: str | None = None
 
     def cost(self, usage: Usage) -> float:
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
-        return ((usage.prompt_tokens - cached) * self.input + cached * self.cached_input
-                + usage.completion_tokens * self.output + self.per_request)
+        prompt, cached = usage.prompt_tokens, usage.cached_tokens
+        if cached > prompt:
+            cached = prompt
+        return (prompt - cached) * self.input + cached * self.cached_input + usage.completion_tokens * self.output \
+            + self.per_request
 
 
 def base(value: Any) -> tuple[float, int | None]:
