@@ -3,8 +3,9 @@
 On when the ``admin`` section is configured (the governance plugin's admin keys guard the data);
 without it the plugin stands down and both paths are 404. Each finished request adds to
 per-second buffers in memory (``plugins.dashboard.series``): one slot index and a few additions,
-no lock, no I/O. With ``--workers N`` each worker also writes its buffers to the workers' shared
-directory once a second and the answering worker adds them all up (``plugins.dashboard.shared``).
+no lock, no I/O; totals are added up when a page or a snapshot asks. With ``--workers N`` each
+worker also writes its buffers to the workers' shared directory once a second and the answering
+worker adds them all up (``plugins.dashboard.shared``).
 docs/dashboard.md has the whole design.
 """
 
@@ -116,6 +117,7 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     app.router.add_get("/ui", page)
     app.router.add_get("/ui/{name}", page)
     app.router.add_get("/admin/dashboard", admin_route(current_governance, live_view))
+    app[GATEWAY].pm.register(LiveHooks(dashboard), name="dashboard.live")
 
 
 @hookimpl
@@ -133,38 +135,38 @@ async def gateway_shutdown(app: web.Application) -> None:
         await dashboard.writer.stop()
 
 
-@hookimpl
-def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: GatewayError | None) -> None:
-    dashboard = ctx.app.get(DASHBOARD)
-    if dashboard is None:
-        return
-    stats = dashboard.stats.provider(attempt.provider)
-    if error is not None:  # errors are rare: masking here keeps secrets out of memory and files
-        stats.last_error = ctx.app[GATEWAY].scrubber.scrub(f"{error.status} {error.type}: {error.message}")
-        stats.last_error_at = time.time()
-    elif attempt.stream:
-        stats.streams += 1
-        ctx[STREAM_OPEN] = attempt.provider
+class LiveHooks:
+    """The request hooks, registered on each configuration generation's plugin manager with the
+    process's buffers: a request adds to one ring, a few counters and two sample buffers."""
 
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.stats = dashboard.stats
 
-@hookimpl
-def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    dashboard = ctx.app.get(DASHBOARD)
-    if dashboard is None:
-        return
-    second = int(time.time())
-    usage = outcome.usage
-    tokens = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
-    cost = outcome.cost_usd or 0.0
-    status = outcome.status
-    dashboard.stats.totals.add(second, status >= 400, tokens, cost)
-    if outcome.provider is not None:
-        stats = dashboard.stats.provider(outcome.provider)
-        # A provider's errors: its 5xx and 429s, not the client's own bad requests.
-        stats.ring.add(second, status >= 500 or status == 429, tokens, cost)
-        stats.latency.append(outcome.latency_s)
-        if outcome.ttft_s is not None:
-            stats.ttft.append(outcome.ttft_s)
-    stream = ctx.get(STREAM_OPEN)
-    if stream is not None:
-        dashboard.stats.provider(stream).streams -= 1
+    @hookimpl
+    def gateway_upstream_attempt_done(self, ctx: RequestContext, attempt: Attempt, error: GatewayError | None) -> None:
+        if error is not None:  # errors are rare: masking here keeps secrets out of memory and files
+            stats = self.stats.provider(attempt.provider)
+            stats.last_error = ctx.app[GATEWAY].scrubber.scrub(f"{error.status} {error.type}: {error.message}")
+            stats.last_error_at = time.time()
+        elif attempt.stream:
+            self.stats.provider(attempt.provider).streams += 1
+            ctx.stash[STREAM_OPEN] = attempt.provider
+
+    @hookimpl
+    def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> None:
+        second = int(time.time())
+        usage = outcome.usage
+        tokens = usage.prompt_tokens + usage.completion_tokens if usage is not None else 0
+        cost = outcome.cost_usd or 0.0
+        provider = outcome.provider
+        if provider is None:
+            self.stats.unserved.add(second, outcome.status, tokens, cost)
+        else:
+            stats = self.stats.providers.get(provider) or self.stats.provider(provider)
+            stats.ring.add(second, outcome.status, tokens, cost)
+            stats.latency.append(outcome.latency_s)
+            if outcome.ttft_s is not None:
+                stats.ttft.append(outcome.ttft_s)
+        stream = ctx.stash.get(STREAM_OPEN)
+        if stream is not None:
+            self.stats.provider(stream).streams -= 1

@@ -20,7 +20,7 @@ from gateway import hookimpl
 from gateway.config import GatewayConfig
 from gateway.keys import GATEWAY, REDIS, RELOADER
 from gateway.plugin_manager import carry_over, stand_down
-from plugins.governance.accounting import Accounting
+from plugins.governance.accounting import Accounting, RemoteAnswers
 from plugins.governance.admin_api import add_routes
 from plugins.governance.admin_auth import ADMIN
 from plugins.governance.service import Governance
@@ -79,6 +79,8 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
         add_routes(app, current_governance)  # a reload's app is never served: start-up's routes stay
     # The static-key plugin checks model permissions when it runs; without static keys it stood down.
     pm.register(accounting, name="governance.accounting")
+    if config.redis is not None:  # the budget counters are in Redis: admission's answer is awaited
+        pm.register(RemoteAnswers(accounting), name="governance.remote_answers")
 
 
 def current_governance(request: web.Request) -> Governance | None:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from gateway import Outcome, PermissionDeniedError, RateLimitError, RequestContext, StashKey, hookimpl
+from gateway import Outcome, PermissionDeniedError, Principal, RateLimitError, RequestContext, StashKey, hookimpl
 from plugins.governance.budgets import Counter, Limit
 from plugins.governance.pricing import Rates
 from plugins.governance.records import KeyRecord, SpendEvent, TeamRecord, WindowClock, seconds_to_reset
@@ -32,12 +32,16 @@ CLIENT_GONE = 499
 
 @dataclass(slots=True)
 class Reservation:
-    counters: tuple[Counter, ...]
+    """A virtual key's request between admission and its end: its plan (so the end does not look
+    it up again) and what was reserved on the plan's counters (nothing when it has no budget)."""
+
+    plan: Plan
     amount: float
     prompt_cost: float  # what the prompt alone is estimated to cost (charged if the client leaves)
     remote: bool
-    # A reservation sent to Redis whose answer is not taken yet, and what to check it against.
-    sent: tuple[asyncio.Future[Any], Plan, float] | None = None
+    # A reservation sent to Redis whose answer is not taken yet, and the time it was sent at.
+    sent: tuple[asyncio.Future[Any], float] | None = None
+    taken: bool = True  # the counters hold ``amount`` (False: no budget to check, or refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,8 @@ class Plan:
     generation: int  # the key index's generation it was made at
     since: float  # the UTC day its window labels hold for: [since, until)
     until: float
+    team_id: str = ""  # as its spend records name it
+    principal: Principal | None = None  # the key's principal it was made for
 
 
 RESERVATION: StashKey[Reservation] = StashKey("governance.reservation")
@@ -74,7 +80,8 @@ def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) 
     return prompt, prompt + max(1, max_tokens) * max(1, n) * rates.output
 
 
-def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, generation: int, now: float) -> Plan:
+def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, generation: int, now: float,
+              principal: Principal | None = None) -> Plan:
     # The spend counts in the current window of the key's period and of its team's (the window a
     # budget is checked against; "all" without a period). Only budgets that exist are checked,
     # and a deleted team's is not.
@@ -93,7 +100,7 @@ def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, gener
             limits.append((theirs, team.budget_usd))
             periods.append(team.budget_period)
     return Plan(key, team, tuple(limits), tuple(periods), tuple(c for c, _ in limits), tuple(windows),
-                generation, clock.start, clock.end)
+                generation, clock.start, clock.end, team.id if team is not None else "", principal)
 
 
 class Accounting:
@@ -125,80 +132,89 @@ class Accounting:
         if key is None:
             return None
         team = index.teams.get(key.team_id) if key.team_id else None
-        plan = self.plans[key_id] = make_plan(key, team, self.clock, index.generation, now)
+        plan = self.plans[key_id] = make_plan(key, team, self.clock, index.generation, now, principal)
         return plan
 
     @hookimpl(tryfirst=True)
     def gateway_request_received(self, ctx: RequestContext) -> Awaitable[None] | None:
         now = time.time()
-        plan = self.plan_of(ctx, now)
-        if plan is None:
-            return None
+        principal = ctx.principal
+        plan = self.plans.get(principal.name) if principal is not None else None  # a key's name is its id
+        # plan_of's test for the usual case (the key's plan is current) without the call; the
+        # principal it was made for (one object per key and change) tells a static key apart.
+        if (plan is None or plan.principal is not principal or plan.generation != self.gov.index.generation
+                or not plan.since <= now < plan.until):
+            plan = self.plan_of(ctx, now)
+            if plan is None:
+                return None
         if self.check_models and plan.key.models:
             permit(ctx, plan.key)
         if not plan.limits:
+            ctx.stash[RESERVATION] = Reservation(plan, 0.0, 0.0, False, None, False)
             return None
         target = ctx.targets[0] if ctx.targets else None
         rates = self.gov.prices.rates(target.provider.name, target.model) if target is not None else None
         prompt, amount = estimate(ctx, rates, self.gov.reserve_max_tokens)
         remote = self.gov.remote
         if remote is not None:
-            # Sent now, answered in gateway_before_upstream: the rate limiter's admission (and a
-            # shared cache's lookup) leave in the same write, so the client waits for one Redis
-            # round trip, not one per plugin (docs/scaling-out.md).
+            # Sent now, answered in gateway_before_upstream (RemoteAnswers): the rate limiter's
+            # admission (and a shared cache's lookup) leave in the same write, so the client waits
+            # for one Redis round trip, not one per plugin (docs/scaling-out.md).
             sent = remote.begin_reserve(plan.limits, amount)
-            ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, True, (sent, plan, now))
+            ctx.stash[RESERVATION] = Reservation(plan, amount, prompt, True, (sent, now))
             return None
         failed = self.gov.local.reserve(plan.limits, amount)
         if failed is not None:
             refuse(plan, failed, now)
-        ctx.stash[RESERVATION] = Reservation(plan.counters, amount, prompt, False)
+        ctx.stash[RESERVATION] = Reservation(plan, amount, prompt, False)
         return None
 
-    @hookimpl
-    def gateway_before_upstream(self, ctx: RequestContext) -> Awaitable[None] | None:
-        """The answer of a reservation sent to Redis at admission: a refusal is the 429."""
-        reservation = ctx.stash.get(RESERVATION)
-        if reservation is None or reservation.sent is None:
-            return None
-        return self.answered(ctx, reservation, refusing=True)
-
     async def answered(self, ctx: RequestContext, reservation: Reservation, refusing: bool) -> None:
-        """Take a sent reservation's answer. Refused: nothing was taken, so nothing is settled."""
+        """Take a sent reservation's answer. Refused: nothing was taken, so nothing is settled
+        (the request is still recorded as its key's when it ends)."""
         remote = self.gov.remote
         assert remote is not None and reservation.sent is not None
-        (sent, plan, now), reservation.sent = reservation.sent, None
+        (sent, now), reservation.sent = reservation.sent, None
+        plan = reservation.plan
         failed = await remote.reserved(sent, plan.limits, reservation.amount)
         reservation.remote = remote.up
         if failed is not None:
-            del ctx.stash[RESERVATION]
+            reservation.amount = reservation.prompt_cost = 0.0
+            reservation.taken = False
             if refusing:
                 refuse(plan, failed, now)
 
     @hookimpl(tryfirst=True)
     def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
         reservation = ctx.stash.get(RESERVATION)
-        if reservation is not None and reservation.sent is not None:
+        provider = outcome.provider
+        if reservation is None:
+            if provider is None:
+                return None  # refused before any vendor was asked: it costs nothing and is not recorded
+            plan = None
+        elif reservation.sent is not None:
             # Refused by another plugin before the answer was taken (e.g. the rate limiter).
             return self.finished_after_answer(ctx, outcome, reservation)
-        if outcome.provider is None and reservation is None:
-            return None  # refused before any vendor was asked: it costs nothing and is not recorded
-        cost = self.price(outcome, reservation)
-        outcome.cost_usd = cost
+        else:
+            plan = reservation.plan
+            if not reservation.taken and provider is None:
+                return None
         now = time.time()
-        plan = self.plan_of(ctx, now)
+        cost = self.price(outcome, reservation, now) if provider is not None else 0.0
+        outcome.cost_usd = cost
+        if plan is not None and not (plan.since <= now < plan.until and plan.generation == self.gov.index.generation):
+            plan = self.plan_of(ctx, now)  # the day turned, or the key or its team changed, meanwhile
         windows = plan.windows if plan is not None else ()
-        if cost:
-            self.gov.local.add(windows, cost)
-        if outcome.provider is not None:
+        if provider is not None:
             self.record(ctx, outcome, plan, windows, now)
-        if reservation is None:
+        local, remote = self.gov.local, self.gov.remote
+        if reservation is not None and reservation.taken and remote is None:
+            local.settle(windows, cost or 0.0, reservation.plan.counters, reservation.amount)  # add + release
             return None
-        remote = self.gov.remote
-        if remote is None:
-            self.gov.local.release(reservation.counters, reservation.amount)
-            return None
-        remote.settle(reservation.counters, reservation.amount, cost or 0.0, reservation.remote)
+        if cost:
+            local.add(windows, cost)
+        if reservation is not None and reservation.taken and remote is not None:
+            remote.settle(reservation.plan.counters, reservation.amount, cost or 0.0, reservation.remote)
         return None
 
     async def finished_after_answer(self, ctx: RequestContext, outcome: Outcome, reservation: Reservation) -> None:
@@ -207,29 +223,32 @@ class Accounting:
         if pending is not None:
             await pending
 
-    def price(self, outcome: Outcome, reservation: Reservation | None) -> float | None:
+    def price(self, outcome: Outcome, reservation: Reservation | None, now: float) -> float | None:
+        """What a request a vendor was asked for cost."""
         usage = outcome.usage
-        if outcome.cache == "hit" or outcome.provider is None:  # a cache hit, or no vendor asked: nothing
+        if outcome.cache == "hit":  # answered from the cache: nothing
             return 0.0
         if usage is None:
             if outcome.status == CLIENT_GONE and reservation is not None:
                 return reservation.prompt_cost
             return 0.0
-        cost = self.gov.prices.cost(outcome.provider, outcome.model or "", usage)
-        if cost is not None:
-            cost = round(cost, 12)  # float noise off the logs and records (a pico-dollar)
         label = (outcome.provider, outcome.model or "")
+        cost = self.gov.prices.cost_of(label, usage, now)
         if cost is None:
             self.unpriced[label] += 1
-        else:
-            self.cost[label] += cost
+            return None
+        # Float noise off the logs and records (a pico-dollar): round(cost, 12), without the
+        # decimal conversion round() makes (the same value but a half-way case within 1e-8 of a
+        # pico-dollar, a microsecond less per request).
+        cost = round(cost * 1e12) / 1e12
+        self.cost[label] += cost
         return cost
 
     def record(self, ctx: RequestContext, outcome: Outcome, plan: Plan | None, windows: tuple[Counter, ...],
                now: float) -> None:
         principal = ctx.principal
         if plan is not None:
-            key_id, team_id = plan.key.id, plan.team.id if plan.team is not None else ""
+            key_id, team_id = plan.key.id, plan.team_id
         else:
             key_id, team_id = (f"static:{principal.name}" if principal is not None else ""), ""
         usage = outcome.usage
@@ -237,7 +256,23 @@ class Accounting:
             ctx.request_id, key_id, team_id, outcome.provider or "", outcome.model or "",
             usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
             usage.cached_tokens if usage else 0, outcome.cost_usd, outcome.status,
-            round(outcome.latency_s * 1000, 3), now, windows))
+            round(outcome.latency_s * 1e6) / 1000, now, windows))  # ms to 3 places, as price() rounds
+
+
+class RemoteAnswers:
+    """``gateway_before_upstream``, registered only with a ``redis:`` section (only then does a
+    reservation wait for an answer): the memory path does not call it."""
+
+    def __init__(self, accounting: Accounting) -> None:
+        self.accounting = accounting
+
+    @hookimpl
+    def gateway_before_upstream(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """The answer of a reservation sent to Redis at admission: a refusal is the 429."""
+        reservation = ctx.stash.get(RESERVATION)
+        if reservation is None or reservation.sent is None:
+            return None
+        return self.accounting.answered(ctx, reservation, refusing=True)
 
 
 def refuse(plan: Plan, failed: Counter, now: float) -> NoReturn:

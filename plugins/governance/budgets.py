@@ -85,6 +85,21 @@ class LocalLedger:
             else:
                 self.reserved[counter] = left
 
+    def settle(self, windows: Iterable[Counter], cost: float, counters: Iterable[Counter], reserved: float) -> None:
+        """A finished request: its cost on every window it counts in (``add``), and its
+        reservation off its counters (``release``), in one call."""
+        pending = self.pending
+        if cost:
+            for counter in windows:
+                pending[counter] += cost
+        held = self.reserved
+        for counter in counters:
+            left = held.get(counter, 0.0) - reserved
+            if left <= 1e-12:
+                held.pop(counter, None)
+            else:
+                held[counter] = left
+
     def add(self, counters: Iterable[Counter], cost: float) -> None:
         """A finished request's cost, on every window it counts in (until a flush covers it)."""
         for counter in counters:

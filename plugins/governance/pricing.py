@@ -26,6 +26,7 @@ log = logging.getLogger("llm_gateway.governance.pricing")
 PER_MTOK = 1e-6
 # Adapter type -> the price data's provider id, where the two differ or the type is ambiguous.
 PRICE_PROVIDER = {"azure_openai": "azure", "grok": "x-ai"}
+MISSING: Any = object()  # not resolved yet (None is a resolved "no price")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,11 @@ class Rates:
     provider_id: str | None = None
 
     def cost(self, usage: Usage) -> float:
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
-        return ((usage.prompt_tokens - cached) * self.input + cached * self.cached_input
-                + usage.completion_tokens * self.output + self.per_request)
+        prompt, cached = usage.prompt_tokens, usage.cached_tokens
+        if cached > prompt:
+            cached = prompt
+        return (prompt - cached) * self.input + cached * self.cached_input + usage.completion_tokens * self.output \
+            + self.per_request
 
 
 def base(value: Any) -> tuple[float, int | None]:
@@ -105,12 +108,17 @@ class PriceBook:
         return found
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
-        now = time.time()
+        return self.cost_of((provider, model), usage, time.time())
+
+    def cost_of(self, key: tuple[str, str], usage: Usage, now: float) -> float | None:
+        """``cost`` of ``key`` = (provider, model) at ``now``, the request path's form."""
         if not self._day_start <= now < self._day_end:  # prices carry start dates: resolve again each UTC day
             self._rates.clear()
             self._day_start = now - now % 86400
             self._day_end = self._day_start + 86400
-        rates = self.rates(provider, model)
+        rates = self._rates.get(key, MISSING)
+        if rates is MISSING:
+            rates = self.rates(*key)
         if rates is None:
             return None
         if rates.tier_start is not None and usage.prompt_tokens > rates.tier_start:

@@ -54,11 +54,12 @@ class SpendWriter:
         return len(self.buffer) + self._in_flight
 
     def add(self, event: SpendEvent) -> None:
-        if len(self.buffer) >= self.max_events:
+        waiting = len(self.buffer)
+        if waiting >= self.max_events:
             self.dropped += 1
             return
         self.buffer.append(event)
-        if len(self.buffer) == BATCH:
+        if waiting == BATCH - 1:
             self._wake.set()
 
     async def run(self) -> None:

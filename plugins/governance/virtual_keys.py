@@ -1,7 +1,9 @@
 """Virtual keys in memory: the digest of every usable key maps to its record.
 
 Requests are authenticated here and nowhere else: sha256 of the presented key, one dict look-up
-(about a microsecond at any number of keys), no store access. The index is kept current by the
+(about a microsecond at any number of keys), no store access. A key that cannot expire and whose
+team is live maps straight to its principal (``KeyIndex.ready``, remade on every change of the
+key or its team), so its requests need no other check. The index is kept current by the
 admin API (its own writes, at once) and by the change poll (every other process's writes, within
 ``store.poll_interval_s``).
 """
@@ -39,21 +41,27 @@ class KeyIndex:
         # (nothing changes a principal after authentication; the rate-limit plugin relies on
         # seeing the same spec object).
         self.principals: dict[str, Principal] = {}
+        # digest -> principal of every usable key without an expiry whose team (if any) is live:
+        # all a request needs. Keys that can expire are checked against the clock (``match``).
+        self.ready: dict[bytes, Principal] = {}
         self.seq = 0  # the highest change number applied
         self.generation = 0  # counts the applies that changed a key or a team (what was derived from them is stale)
         self.loaded = False  # the first full read from the store has happened
 
     def apply(self, keys: Iterable[KeyRecord], teams: Iterable[TeamRecord]) -> None:
         generation = self.generation
+        changed_teams = set()
         for team in teams:
             self.generation = generation + 1
             self.teams[team.id] = team
+            changed_teams.add(team.id)
             self.seq = max(self.seq, team.seq)
         for key in keys:
             self.generation = generation + 1
             old = self.keys.get(key.id)
             if old is not None:
                 self.by_digest.pop(bytes.fromhex(old.digest), None)
+                self.ready.pop(bytes.fromhex(old.digest), None)
             self.keys[key.id] = key
             if key.rate_limit and key.revoked_at is None:
                 self.rate_limits[key.id] = RateLimitSpec.model_validate(key.rate_limit)
@@ -64,7 +72,20 @@ class KeyIndex:
                 self.principals[key.id] = principal_for(key, self.rate_limits.get(key.id))
             else:
                 self.principals.pop(key.id, None)
+            self._make_ready(key)
             self.seq = max(self.seq, key.seq)
+        if changed_teams:  # rare (admin writes): a team's keys follow its deletion or return
+            for key in self.keys.values():
+                if key.team_id in changed_teams:
+                    self._make_ready(key)
+
+    def _make_ready(self, key: KeyRecord) -> None:
+        digest = bytes.fromhex(key.digest)
+        principal = self.principals.get(key.id) if key.revoked_at is None else None
+        if principal is not None and key.expires_at is None and (key.team_id is None or self.live_team(key.team_id)):
+            self.ready[digest] = principal
+        else:
+            self.ready.pop(digest, None)
 
     def live_team(self, team_id: str | None) -> TeamRecord | None:
         team = self.teams.get(team_id) if team_id else None
@@ -72,7 +93,10 @@ class KeyIndex:
 
     def match(self, presented: str) -> KeyRecord | None:
         """The usable key for ``presented``; None when unknown, revoked, expired or its team gone."""
-        key = self.by_digest.get(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest())
+        return self.match_digest(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest())
+
+    def match_digest(self, digest: bytes) -> KeyRecord | None:
+        key = self.by_digest.get(digest)
         if key is None:
             return None
         if key.expires_at is not None and not key.usable(time.time()):  # revoked keys are not in by_digest
@@ -105,7 +129,12 @@ class KeyAuthenticator:
     def gateway_authenticate(self, ctx: RequestContext) -> Principal | None:
         presented = bearer(ctx.request)
         if presented is not None:
-            key = self.index.match(presented)
+            # One hash of the presented key, one look-up for the usual key (no expiry, live team).
+            digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+            principal = self.index.ready.get(digest)
+            if principal is not None:
+                return principal
+            key = self.index.match_digest(digest)
             if key is not None:
                 return self.index.principals[key.id]
         if self.static_keys:

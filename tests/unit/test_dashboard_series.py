@@ -10,17 +10,19 @@ NOW = 1_800_000_000
 
 def test_a_slot_sums_its_second_and_restarts_when_its_second_comes_round_again() -> None:
     ring = SecondRing()
-    ring.add(NOW, False, 10, 0.5)
-    ring.add(NOW, True, 5, 0.25)
-    assert ring.rows(NOW) == [[NOW, 2, 1, 15, 0.75]]
-    ring.add(NOW + WINDOW_S, False, 1, 0.0)  # same slot, 15 minutes later: the old second is gone
+    ring.add(NOW, 200, 10, 0.5)
+    ring.add(NOW, 503, 5, 0.25)
+    ring.add(NOW, 400, 1, 0.0)  # the client's fault: a failure, not the provider's error
+    assert ring.rows(NOW) == [[NOW, 3, 1, 16, 0.75]]
+    assert ring.rows(NOW, "failed") == [[NOW, 3, 2, 16, 0.75]]
+    ring.add(NOW + WINDOW_S, 200, 1, 0.0)  # same slot, 15 minutes later: the old second is gone
     assert ring.rows(NOW + WINDOW_S) == [[NOW + WINDOW_S, 1, 0, 1, 0.0]]
 
 
 def test_seconds_older_than_the_window_are_left_out_and_memory_stays_bounded() -> None:
     ring = SecondRing()
     for second in range(NOW, NOW + 3 * WINDOW_S):
-        ring.add(second, False, 1, 0.0)
+        ring.add(second, 200, 1, 0.0)
     now = NOW + 3 * WINDOW_S - 1
     rows = ring.rows(now)
     assert len(rows) == WINDOW_S and len(ring.stamps) == WINDOW_S
@@ -51,12 +53,23 @@ def test_an_idle_gateway_gives_zeros() -> None:
     assert view["workers"] == 1 and view["providers"] == []
 
 
+def test_the_totals_add_up_every_provider_and_the_requests_none_served() -> None:
+    stats = LiveStats()
+    stats.provider("a").ring.add(NOW, 200, 4, 0.01)
+    stats.provider("a").ring.add(NOW, 429, 0, 0.0)
+    stats.provider("b").ring.add(NOW, 400, 0, 0.0)
+    stats.provider("b").ring.add(NOW - 1, 200, 2, 0.02)
+    stats.unserved.add(NOW, 401, 0, 0.0)
+    snap = stats.snapshot(NOW)
+    assert snap["rows"] == [[NOW - 1, 1, 0, 2, 0.02], [NOW, 4, 3, 4, 0.01]]
+    assert sorted(snap["providers"]["b"]["rows"]) == [[NOW - 1, 1, 0, 2, 0.02], [NOW, 1, 0, 0, 0.0]]
+
+
 def worker(requests: int, streams: int, circuit: str, written: float) -> dict:
     stats = LiveStats()
     p = stats.provider("a")
     for _ in range(requests):
-        stats.totals.add(NOW, False, 4, 0.01)
-        p.ring.add(NOW, False, 4, 0.01)
+        p.ring.add(NOW, 200, 4, 0.01)
         p.latency.append(0.1)
     p.streams = streams
     snap = stats.snapshot(NOW)
