@@ -129,9 +129,12 @@ def gateway_request_received(ctx: RequestContext) -> None:
     in this loop iteration): one write, one round trip. ``gateway_before_upstream`` uses it after
     admission, for the same key only (docs/scaling-out.md#the-requests-one-round-trip)."""
     state = ctx.app.get(CACHE)
-    if state is None or not isinstance(state.backend, RedisStore) or ctx.op is None or not ctx.targets:
+    if state is None or state.local is not None or not isinstance(state.backend, RedisStore):
+        return  # in memory: nothing to start early
+    op = ctx.op
+    if op is None or not ctx.targets or (op.upstream or op).name not in CACHEABLE_OPS:
         return
-    if ctx.op.canonical.name not in CACHEABLE_OPS or {"no-cache", "no-store"} & cache_control(ctx):
+    if {"no-cache", "no-store"} & cache_control(ctx):
         return
     key = cache_key(ctx, state.per_key)
     # Not while this process fetches or stores the same answer: never a value read before that store.
@@ -156,8 +159,9 @@ def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[Sho
     written out in full: it runs for every cacheable request."""
     state = ctx.app.get(CACHE)
     op = ctx.op
-    # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
-    if state is None or op is None or op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
+    # A dialect's request is cached as the canonical one it became (keyed apart by its op name);
+    # ``op.upstream or op`` is ``op.canonical`` without the property's call.
+    if state is None or op is None or (op.upstream or op).name not in CACHEABLE_OPS or not ctx.targets:
         return None
     key = cache_key(ctx, state.per_key)
     if key is None:
@@ -175,7 +179,7 @@ def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[Sho
         return followed(ctx, state, key)
     raw = local.lookup(key)
     if raw is not None:
-        return landed(ctx, state, key, raw)
+        return led(ctx, state, key, raw)
     ctx.stash[PENDING] = Pending(state, key, True, True)
     ctx.cache = "miss"
     ctx.response_headers["x-cache"] = "MISS"
@@ -183,9 +187,8 @@ def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[Sho
 
 
 def bypass(ctx: RequestContext, state: CacheState, key: str, store: bool) -> None:
-    """``no-cache`` (lookup skipped, answer stored) or ``no-store`` (neither). A fresh answer to
-    store leads a flight if none is out: identical requests that miss until it is stored are
-    served it, in order, rather than calling upstream again."""
+    """``no-cache`` (no lookup, answer stored) or ``no-store`` (neither). A fresh answer to store
+    leads a flight if none is out: identical requests that miss until it is stored get it."""
     ctx.stash[PENDING] = Pending(state, key, store, leads=store and not ctx.stream and state.flights.lead(key))
     mark(ctx, "bypass")
 
@@ -209,12 +212,7 @@ def led(ctx: RequestContext, state: CacheState, key: str, raw: bytes | None) -> 
         ctx.stash[PENDING] = Pending(state, key, True, True)
         mark(ctx, "miss")
         return None
-    return landed(ctx, state, key, raw)
-
-
-def landed(ctx: RequestContext, state: CacheState, key: str, raw: bytes) -> ShortCircuit:
-    """A hit of the request leading the flight: identical requests that came meanwhile share it."""
-    state.flights.land(key, raw)
+    state.flights.land(key, raw)  # a hit: identical requests that came meanwhile share it
     state.flights.end(key)
     return hit(ctx, raw)
 

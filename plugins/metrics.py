@@ -42,21 +42,22 @@ also written to the shared files every 0.5 s, not only when collected. One proce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
 
 from gateway import GatewayError, Outcome, RequestContext, StashKey, UpstreamError, hookimpl
 from gateway.config import GatewayConfig
 from gateway.keys import RELOADER
 from gateway.plugin_manager import carry_over
 from gateway.transport import Attempt
+from plugins.metrics_labels import ReloadCounts, configured_models, error_types
 from plugins.metrics_shared import PeriodicFlush, scrape_all_workers, shared_values
-from plugins.metrics_tally import DURATION_BUCKETS, TTFT_BUCKETS, Children, Tallies
+from plugins.metrics_tally import DURATION_BUCKETS, TTFT_BUCKETS, Children, FlushFirst, Tallies
 
 __all__ = ["Children", "GatewayMetrics"]
 
@@ -67,58 +68,6 @@ CACHE_OUTCOMES = frozenset({"hit", "miss", "bypass"})
 STREAM_OPEN: StashKey[str] = StashKey("metrics.stream_open")
 # The last attempt error counted, so gateway_error does not count it again.
 COUNTED_ERROR: StashKey[GatewayError] = StashKey("metrics.counted_error")
-
-
-class FlushFirst:
-    """Registered before the metrics it serves, so every collection of the registry (a scrape)
-    sees the counts of every request finished until then."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self.metrics = metrics
-
-    def describe(self) -> list[Any]:
-        return []  # no series of its own
-
-    def collect(self) -> list[Any]:
-        self.metrics.flush()
-        return []
-
-
-def error_types() -> frozenset[str]:
-    """The ``type`` of every ``GatewayError`` class (an error built with another type counts as
-    ``other``): a bounded set, taken from the taxonomy rather than copied from it."""
-    found, todo = set(), [GatewayError]
-    while todo:
-        cls = todo.pop()
-        found.add(cls.type)
-        todo += cls.__subclasses__()
-    return frozenset(found)
-
-
-def configured_models(config: GatewayConfig) -> frozenset[str]:
-    """Every model name the config itself spells: provider models, aliases and alias targets."""
-    providers = {p.name for p in config.providers}
-    names = {m for p in config.providers for m in p.models}
-    for alias in config.models:
-        names.add(alias.name)
-        for target in alias.targets:
-            prov, sep, rest = target.partition("/")
-            names.add(rest if sep and prov in providers else target)
-    return frozenset(names)
-
-
-class ReloadCounts:
-    """Configuration reloads by result, read from the core's counts when collected."""
-
-    def __init__(self, results: Mapping[str, int]) -> None:
-        self.results = results
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("llm_gateway_config_reloads", "Configuration reloads, by result.",
-                                     labels=("result",))
-        for result in ("ok", "failed"):
-            family.add_metric((result,), self.results.get(result, 0))
-        yield family
 
 
 class GatewayMetrics:
@@ -254,7 +203,9 @@ class GatewayMetrics:
             cache = OTHER
         tally = self.tallies[(provider, model, operation, outcome.status, cache)]
         tally.requests += 1
-        tally.duration.add(outcome.latency_s)
+        latency, duration = outcome.latency_s, tally.duration  # duration.add(latency), without the call
+        duration.counts[bisect_left(DURATION_BUCKETS, latency)] += 1
+        duration.total += latency
         if outcome.ttft_s is not None:
             tally.ttft.add(outcome.ttft_s)
             tally.ttfts += 1

@@ -13,12 +13,31 @@ again; the plugin flushes before every collection of its registry. Label values 
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class FlushFirst:
+    """Registered before the metrics it serves, so every collection of the registry (a scrape)
+    sees the counts of every request finished until then."""
+
+    def __init__(self, metrics: Flushable) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []  # no series of its own
+
+    def collect(self) -> list[Any]:
+        self.metrics.flush()
+        return []
 
 
 class Children(dict[tuple[str, ...], Any]):
