@@ -267,18 +267,18 @@ def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: 
     if attempt.panic:
         metrics.panics[(metrics.provider(attempt.provider),)].inc()
     if error is not None:
-        ctx[COUNTED_ERROR] = error
+        ctx.stash[COUNTED_ERROR] = error
         metrics.upstream_error(attempt.provider, error)
     elif attempt.stream:
         label = metrics.provider(attempt.provider)
         metrics.stream_opened(label)
-        ctx[STREAM_OPEN] = label
+        ctx.stash[STREAM_OPEN] = label
 
 
 @hookimpl
 def gateway_error(ctx: RequestContext, error: GatewayError) -> None:
     # An upstream error not seen as an attempt's result: one that broke a stream already relaying.
-    if isinstance(error, UpstreamError) and ctx.get(COUNTED_ERROR) is not error:
+    if isinstance(error, UpstreamError) and ctx.stash.get(COUNTED_ERROR) is not error:
         metrics = ctx.app.get(METRICS)
         if metrics is not None:
             metrics.upstream_error(error.provider or ctx.provider, error)
