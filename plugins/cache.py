@@ -30,47 +30,24 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel
 
 from gateway import Outcome, RequestContext, ShortCircuit, StashKey, hookimpl
-from gateway.config import GatewayConfig, check_redis_url
+from gateway.config import GatewayConfig
 from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
 from plugins.cache_flight import Flights
 from plugins.cache_keys import cache_control, cache_key, cacheable
+from plugins.cache_settings import CacheSettings
 from plugins.cache_store import CacheBackend, InProcessLRU, RedisStore
 
-__all__ = ["CacheBackend", "InProcessLRU", "RedisStore"]
+__all__ = ["CacheBackend", "CacheSettings", "InProcessLRU", "RedisStore"]
 
 CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
-
-
-class CacheSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = False
-    backend: Literal["memory", "redis"] = "memory"
-    # A separate Redis for answers (its own maxmemory and eviction); default: the redis section's.
-    redis_url: str | None = None
-    # shared: one answer for every key allowed to use the model; key: each client key its own.
-    scope: Literal["shared", "key"] = "shared"
-    ttl_s: PositiveFloat = 300.0
-    max_entries: PositiveInt = 10_000  # memory backend only: Redis evicts by its maxmemory-policy
-    max_bytes: PositiveInt = Field(64 * 1024 * 1024)
-    # One answer larger than this (serialised, before compression) is not stored.
-    max_entry_bytes: PositiveInt | None = None
-    # redis backend: a request that misses while another process fetches the same answer waits
-    # up to this long for it (a lock in Redis) instead of calling upstream too. 0: no lock.
-    lock_wait_s: NonNegativeFloat = 0.0
-
-    @field_validator("redis_url")
-    @classmethod
-    def _parses(cls, v: str | None) -> str | None:
-        return None if v is None else check_redis_url(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +69,20 @@ class CacheState:
 
 @dataclass(slots=True)
 class Pending:
-    """A request that missed (or bypassed) the cache: where to store its answer, if at all, and
-    whether it leads a flight that identical requests wait for."""
+    """A request that missed (or bypassed) the cache: where to store its answer, if at all,
+    whether it leads a flight that identical requests wait for, and (once the answer came) the
+    serialised answer to store once the client has it. It carries the cache's state, so the
+    later hooks need no look-up of their own."""
 
+    state: CacheState
     key: str
     store: bool
     leads: bool = False
+    value: bytes | None = None
 
 
 CACHE: web.AppKey[CacheState] = web.AppKey("llm_gateway.cache")
 PENDING: StashKey[Pending] = StashKey("cache.pending")
-# The serialised answer to store once the client has it.
-TO_STORE: StashKey[bytes] = StashKey("cache.to_store")
 # A shared store's lookup started with the request's admission: its key and the lookup.
 EARLY: StashKey[tuple[str, asyncio.Future[Any]]] = StashKey("cache.early")
 
@@ -150,9 +129,12 @@ def gateway_request_received(ctx: RequestContext) -> None:
     in this loop iteration): one write, one round trip. ``gateway_before_upstream`` uses it after
     admission, for the same key only (docs/scaling-out.md#the-requests-one-round-trip)."""
     state = ctx.app.get(CACHE)
-    if state is None or not isinstance(state.backend, RedisStore) or ctx.op is None or not ctx.targets:
+    if state is None or state.local is not None or not isinstance(state.backend, RedisStore):
+        return  # in memory: nothing to start early
+    op = ctx.op
+    if op is None or not ctx.targets or (op.upstream or op).name not in CACHEABLE_OPS:
         return
-    if ctx.op.canonical.name not in CACHEABLE_OPS or {"no-cache", "no-store"} & cache_control(ctx):
+    if {"no-cache", "no-store"} & cache_control(ctx):
         return
     key = cache_key(ctx, state.per_key)
     # Not while this process fetches or stores the same answer: never a value read before that store.
@@ -173,35 +155,47 @@ async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: boo
 @hookimpl
 def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[ShortCircuit | None] | None:
     """Decided here and now on the memory backend; a coroutine for a shared store's answer, or
-    to wait for an identical request's."""
+    to wait for an identical request's. The common case (memory, no Cache-Control, a miss) is
+    written out in full: it runs for every cacheable request."""
     state = ctx.app.get(CACHE)
-    # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
-    if state is None or ctx.op is None or ctx.op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
+    op = ctx.op
+    # A dialect's request is cached as the canonical one it became (keyed apart by its op name);
+    # ``op.upstream or op`` is ``op.canonical`` without the property's call.
+    if state is None or op is None or (op.upstream or op).name not in CACHEABLE_OPS or not ctx.targets:
         return None
     key = cache_key(ctx, state.per_key)
     if key is None:
         return None
-    directives = cache_control(ctx)
-    if "no-cache" in directives or "no-store" in directives:
-        store = "no-store" not in directives
-        # A fresh answer to store leads a flight if none is out: identical requests that miss
-        # until it is stored are served it, in order, rather than calling upstream again.
-        ctx[PENDING] = Pending(key, store, leads=store and not ctx.stream and state.flights.lead(key))
-        mark(ctx, "bypass")
-        return None
+    if ctx.request.headers.get("Cache-Control"):  # most requests send none: no set to build
+        directives = cache_control(ctx)
+        if "no-cache" in directives or "no-store" in directives:
+            return bypass(ctx, state, key, "no-store" not in directives)
     local = state.local
     if local is None:
         return shared_lookup(ctx, state, key)
     if ctx.stream:  # a stream never waits for a whole answer (its TTFT), nor makes others wait
-        return answer(ctx, key, local.lookup(key))
-    if state.flights.lead(key):
-        return led(ctx, state, key, local.lookup(key))
-    return followed(ctx, state, key)
+        return answer(ctx, state, key, local.lookup(key))
+    if not state.flights.lead(key):
+        return followed(ctx, state, key)
+    raw = local.lookup(key)
+    if raw is not None:
+        return led(ctx, state, key, raw)
+    ctx.stash[PENDING] = Pending(state, key, True, True)
+    ctx.cache = "miss"
+    ctx.response_headers["x-cache"] = "MISS"
+    return None
+
+
+def bypass(ctx: RequestContext, state: CacheState, key: str, store: bool) -> None:
+    """``no-cache`` (no lookup, answer stored) or ``no-store`` (neither). A fresh answer to store
+    leads a flight if none is out: identical requests that miss until it is stored get it."""
+    ctx.stash[PENDING] = Pending(state, key, store, leads=store and not ctx.stream and state.flights.lead(key))
+    mark(ctx, "bypass")
 
 
 async def shared_lookup(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
     if ctx.stream:
-        return answer(ctx, key, await looked_up(ctx, state, key))
+        return answer(ctx, state, key, await looked_up(ctx, state, key))
     if state.flights.lead(key):
         return led(ctx, state, key, await looked_up(ctx, state, key, claim=True))
     return await followed(ctx, state, key)
@@ -209,25 +203,29 @@ async def shared_lookup(ctx: RequestContext, state: CacheState, key: str) -> Sho
 
 async def followed(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
     """The answer of the identical request this one follows (None: go upstream)."""
-    return answer(ctx, key, await state.flights.follow(key))
+    return answer(ctx, state, key, await state.flights.follow(key))
 
 
 def led(ctx: RequestContext, state: CacheState, key: str, raw: bytes | None) -> ShortCircuit | None:
     """The lookup of the request that leads this key's flight."""
     if raw is None:
-        ctx[PENDING] = Pending(key, store=True, leads=True)
+        ctx.stash[PENDING] = Pending(state, key, True, True)
         mark(ctx, "miss")
         return None
     state.flights.land(key, raw)  # a hit: identical requests that came meanwhile share it
     state.flights.end(key)
-    return answer(ctx, key, raw)
+    return hit(ctx, raw)
 
 
-def answer(ctx: RequestContext, key: str, raw: bytes | None) -> ShortCircuit | None:
+def answer(ctx: RequestContext, state: CacheState, key: str, raw: bytes | None) -> ShortCircuit | None:
     if raw is None:
-        ctx[PENDING] = Pending(key, store=True)
+        ctx.stash[PENDING] = Pending(state, key, True)
         mark(ctx, "miss")
         return None
+    return hit(ctx, raw)
+
+
+def hit(ctx: RequestContext, raw: bytes) -> ShortCircuit:
     mark(ctx, "hit")
     entry = orjson.loads(raw)
     # The provider that produced the answer still "served" it (the contract's x-gateway-provider).
@@ -238,14 +236,14 @@ def answer(ctx: RequestContext, key: str, raw: bytes | None) -> ShortCircuit | N
 def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> None:
     """Last in line, so what is stored is what the client gets after other plugins' edits. Not a
     coroutine: it only serialises and hands the answer to the flight."""
-    pending = ctx.get(PENDING)
+    pending = ctx.stash.get(PENDING)
     if pending is None or not pending.store or ctx.stream or not cacheable(response):
         return
-    state = ctx.app[CACHE]
     value = orjson.dumps({"provider": ctx.provider, "response": response})
+    state = pending.state
     if state.max_entry_bytes is not None and len(value) > state.max_entry_bytes:
         return
-    ctx[TO_STORE] = value
+    pending.value = value
     if pending.leads:
         state.flights.land(pending.key, value)  # the followers answer now, with the leader
 
@@ -255,11 +253,10 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Any:
     """After the client has its last byte. A remote store runs as a task of its own, so its round
     trip delays neither the other plugins' bookkeeping nor the next request on this connection;
     until it is done the flight hands identical requests the answer."""
-    pending = ctx.get(PENDING)
+    pending = ctx.stash.get(PENDING)
     if pending is None:
         return None
-    state = ctx.app[CACHE]
-    value = ctx.get(TO_STORE)
+    state, value = pending.state, pending.value
     if value is None:
         if pending.leads:
             state.flights.end(pending.key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -25,7 +25,9 @@ def cache_control(ctx: RequestContext) -> frozenset[str]:
 def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
     assert ctx.op is not None
     target = ctx.targets[0]
-    body = {k: v for k, v in ctx.body.items() if k not in IGNORED_FIELDS}
+    body = ctx.body
+    if not IGNORED_FIELDS.isdisjoint(body):  # most non-stream bodies have none: no copy to make
+        body = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
     try:
         canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a plugin put something non-JSON in the body: do not cache
@@ -33,7 +35,7 @@ def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
     prefix = f"{ctx.op.name}\0{target.provider.name}\0{target.model}\0"
     if per_key and ctx.principal is not None:
         prefix += f"key\0{ctx.principal.name}\0"
-    return hashlib.sha256(prefix.encode() + canonical).hexdigest()
+    return sha256(prefix.encode() + canonical).hexdigest()
 
 
 def cacheable(response: dict[str, Any]) -> bool:

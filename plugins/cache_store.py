@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from plugins.cache_redis import KEY_PREFIX, RedisStore
@@ -47,11 +46,9 @@ class CacheBackend(Protocol):
         """Release what the backend holds; called once at shutdown."""
 
 
-@dataclass(slots=True)
-class Entry:
-    value: bytes
-    expires_at: float
-    size: int
+# A stored value: (value, expires_at on the clock, size). A plain tuple, not a class: one is made
+# per store, and a class's ``__init__`` would be a Python call per request.
+Entry = tuple[bytes, float, int]
 
 
 class InProcessLRU:
@@ -86,23 +83,25 @@ class InProcessLRU:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.expires_at <= self.clock():
+        if entry[1] <= self.clock():
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return entry.value
+        return entry[0]
 
     def put(self, key: str, value: bytes, ttl_s: float) -> None:
         """``set`` without a coroutine."""
         size = len(key) + len(value)
         if size > self.max_bytes:
             return  # would evict everything else and still not fit
-        if key in self._entries:
-            self._drop(key)
-        self._entries[key] = Entry(value, self.clock() + ttl_s, size)
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[2]
+        entries[key] = (value, self.clock() + ttl_s, size)
         self.bytes += size
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            self._drop(next(iter(self._entries)))
+        while len(entries) > self.max_entries or self.bytes > self.max_bytes:
+            self.bytes -= entries.popitem(last=False)[1][2]  # the least recently used
 
     claim = get  # one process: the plugin's flights already coalesce identical requests
 
@@ -114,4 +113,4 @@ class InProcessLRU:
         self.bytes = 0
 
     def _drop(self, key: str) -> None:
-        self.bytes -= self._entries.pop(key).size
+        self.bytes -= self._entries.pop(key)[2]

@@ -22,17 +22,16 @@ model, alias or alias-target name, else ``other``; ``operation`` is the core's o
 ``status`` the numeric HTTP status; ``type`` a type of the gateway's error taxonomy; ``scope`` and
 ``outcome`` fixed words. No label ever holds user input or a key.
 
-Cost per request: one ``gateway_request_finished`` call; never per chunk. prometheus-client takes
-a lock and re-checks a series' labels on every ``inc``, which cost more than everything else the
-plugin does, so the per-request counters (requests, tokens, cache) add up in a dict (label sets
-are bounded, so is the dict) and reach their prometheus-client series whenever the registry is
-collected (``/metrics``, ``generate_latest``): a collector registered first applies them. Only the
-two histograms are observed as each request ends. Streams in flight are counted without wrapping
-the stream: +1 in ``gateway_upstream_attempt_done`` when a stream attempt got its first chunk (at
-most once per request), -1 in ``gateway_request_finished`` (which always runs, also on
-disconnect), keyed by a stash entry so the gauge only ever goes down for a stream it counted; the
-count is a plain integer the gauge reads when collected. Collection must happen on the event
-loop's thread (the ``/metrics`` handler does), not from another thread.
+Cost per request: one ``gateway_request_finished`` call; never per chunk. The per-request series
+(requests, tokens, cache outcomes and both histograms) add up in plain Python tallies, one per
+bounded label set, and reach their prometheus-client series whenever the registry is collected
+(``/metrics``, ``generate_latest``): a collector registered first applies them
+(``plugins.metrics_tally`` says why). Streams in flight are counted without wrapping the stream:
++1 in ``gateway_upstream_attempt_done`` when a stream attempt got its first chunk (at most once
+per request), -1 in ``gateway_request_finished`` (which always runs, also on disconnect), keyed
+by a stash entry so the gauge only ever goes down for a stream it counted; the count is a plain
+integer the gauge reads when collected. Collection must happen on the event loop's thread (the
+``/metrics`` handler does), not from another thread.
 
 With ``--workers N`` the workers share their values and any of them answers a scrape with the sum
 over all (``plugins.metrics_shared``): the pending counts and the open-stream counts are then
@@ -43,114 +42,32 @@ also written to the shared files every 0.5 s, not only when collected. One proce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
 
 from gateway import GatewayError, Outcome, RequestContext, StashKey, UpstreamError, hookimpl
 from gateway.config import GatewayConfig
 from gateway.keys import RELOADER
 from gateway.plugin_manager import carry_over
 from gateway.transport import Attempt
+from plugins.metrics_labels import ReloadCounts, configured_models, error_types
 from plugins.metrics_shared import PeriodicFlush, scrape_all_workers, shared_values
+from plugins.metrics_tally import DURATION_BUCKETS, TTFT_BUCKETS, Children, FlushFirst, Tallies
+
+__all__ = ["Children", "GatewayMetrics"]
 
 NONE, OTHER = "none", "other"
-DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
-TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 CACHE_OUTCOMES = frozenset({"hit", "miss", "bypass"})
 
 # The provider label of the stream this request counted in flight.
 STREAM_OPEN: StashKey[str] = StashKey("metrics.stream_open")
 # The last attempt error counted, so gateway_error does not count it again.
 COUNTED_ERROR: StashKey[GatewayError] = StashKey("metrics.counted_error")
-
-
-class Children(dict[tuple[str, ...], Any]):
-    """``metric.labels(*values)``, memoised: label sets are bounded, and ``labels()`` validates
-    and takes a lock on every call (a third of the plugin's cost per request without this)."""
-
-    def __init__(self, metric: Counter | Gauge | Histogram) -> None:
-        super().__init__()
-        self.metric = metric
-
-    def __missing__(self, key: tuple[str, ...]) -> Any:
-        child = self[key] = self.metric.labels(*key)
-        return child
-
-
-class Coalesced:
-    """A labelled counter whose increments add up here until the registry is collected."""
-
-    __slots__ = ("children", "pending")
-
-    def __init__(self, counter: Counter) -> None:
-        self.children = Children(counter)
-        self.pending: dict[tuple[str, ...], float] = {}
-
-    def inc(self, key: tuple[str, ...], amount: float = 1.0) -> None:
-        pending = self.pending
-        pending[key] = pending.get(key, 0.0) + amount
-
-    def flush(self) -> None:
-        pending, self.pending = self.pending, {}
-        for key, amount in pending.items():
-            self.children[key].inc(amount)
-
-
-class FlushFirst:
-    """Registered before the metrics it serves, so every collection of the registry (a scrape)
-    sees the counts of every request finished until then."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self.metrics = metrics
-
-    def describe(self) -> list[Any]:
-        return []  # no series of its own
-
-    def collect(self) -> list[Any]:
-        self.metrics.flush()
-        return []
-
-
-def error_types() -> frozenset[str]:
-    """The ``type`` of every ``GatewayError`` class (an error built with another type counts as
-    ``other``): a bounded set, taken from the taxonomy rather than copied from it."""
-    found, todo = set(), [GatewayError]
-    while todo:
-        cls = todo.pop()
-        found.add(cls.type)
-        todo += cls.__subclasses__()
-    return frozenset(found)
-
-
-def configured_models(config: GatewayConfig) -> frozenset[str]:
-    """Every model name the config itself spells: provider models, aliases and alias targets."""
-    providers = {p.name for p in config.providers}
-    names = {m for p in config.providers for m in p.models}
-    for alias in config.models:
-        names.add(alias.name)
-        for target in alias.targets:
-            prov, sep, rest = target.partition("/")
-            names.add(rest if sep and prov in providers else target)
-    return frozenset(names)
-
-
-class ReloadCounts:
-    """Configuration reloads by result, read from the core's counts when collected."""
-
-    def __init__(self, results: Mapping[str, int]) -> None:
-        self.results = results
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("llm_gateway_config_reloads", "Configuration reloads, by result.",
-                                     labels=("result",))
-        for result in ("ok", "failed"):
-            family.add_metric((result,), self.results.get(result, 0))
-        yield family
 
 
 class GatewayMetrics:
@@ -168,18 +85,19 @@ class GatewayMetrics:
         if self.reloads is not None:
             r.register(self.reloads)
         self.error_types = error_types()
-        self.requests = Coalesced(Counter(
-            "llm_gateway_requests_total", "Requests handled, by final HTTP status.",
-            ("provider", "model", "operation", "status"), registry=r))
-        self.duration = Children(Histogram(
-            "llm_gateway_request_duration_seconds", "Time from request received to last byte sent.",
-            ("provider", "operation"), buckets=DURATION_BUCKETS, registry=r))
-        self.ttft = Children(Histogram(
-            "llm_gateway_time_to_first_token_seconds", "Time from request received to the first streamed chunk.",
-            ("provider",), buckets=TTFT_BUCKETS, registry=r))
-        self.tokens = Coalesced(Counter(
-            "llm_gateway_tokens_total", "Tokens as reported in the usage of responses.",
-            ("provider", "model", "kind"), registry=r))
+        # The per-request series, added up in tallies until collected (plugins.metrics_tally).
+        self.tallies = Tallies(
+            Counter("llm_gateway_requests_total", "Requests handled, by final HTTP status.",
+                    ("provider", "model", "operation", "status"), registry=r),
+            Histogram("llm_gateway_request_duration_seconds", "Time from request received to last byte sent.",
+                      ("provider", "operation"), buckets=DURATION_BUCKETS, registry=r),
+            Histogram("llm_gateway_time_to_first_token_seconds",
+                      "Time from request received to the first streamed chunk.",
+                      ("provider",), buckets=TTFT_BUCKETS, registry=r),
+            Counter("llm_gateway_tokens_total", "Tokens as reported in the usage of responses.",
+                    ("provider", "model", "kind"), registry=r),
+            Counter("llm_gateway_cache_requests_total", "Response cache look-ups by outcome.", ("outcome",),
+                    registry=r))
         self.upstream_errors = Children(Counter(
             "llm_gateway_upstream_errors_total", "Failed upstream attempts (retries included) and mid-stream errors.",
             ("provider", "type"), registry=r))
@@ -190,8 +108,6 @@ class GatewayMetrics:
         self.rate_limited = Children(Counter(
             "llm_gateway_rate_limited_total", "Requests answered 429, by the gateway's limits or the vendor's.",
             ("scope",), registry=r))
-        self.cache = Coalesced(Counter(
-            "llm_gateway_cache_requests_total", "Response cache look-ups by outcome.", ("outcome",), registry=r))
         self.panics = Children(Counter(
             "llm_gateway_circuit_panic_total",
             "Requests sent to a provider with an open circuit because every target of their route was open.",
@@ -255,8 +171,7 @@ class GatewayMetrics:
         self.open_streams[label] -= 1
 
     def flush(self) -> None:
-        for counter in (self.requests, self.tokens, self.cache):
-            counter.flush()
+        self.tallies.flush()
         for owner in self.flushed.values():
             owner.flush()
         if self.shared:
@@ -278,22 +193,29 @@ class GatewayMetrics:
         self.upstream_errors[(self.provider(provider), kind)].inc()
 
     def finished(self, operation: str, outcome: Outcome) -> None:
-        provider, model = self.provider(outcome.provider), self.model(outcome.model)
-        self.requests.inc((provider, model, operation, str(outcome.status)))
-        self.duration[(provider, operation)].observe(outcome.latency_s)
+        provider, model, cache = outcome.provider, outcome.model, outcome.cache
+        # Bounded label values, as provider() and model() give them, without the calls.
+        if provider not in self.providers:
+            provider = NONE if provider is None else OTHER
+        if model not in self.models:
+            model = NONE if model is None else OTHER
+        if cache is not None and cache not in CACHE_OUTCOMES:
+            cache = OTHER
+        tally = self.tallies[(provider, model, operation, outcome.status, cache)]
+        tally.requests += 1
+        latency, duration = outcome.latency_s, tally.duration  # duration.add(latency), without the call
+        duration.counts[bisect_left(DURATION_BUCKETS, latency)] += 1
+        duration.total += latency
         if outcome.ttft_s is not None:
-            self.ttft[(provider,)].observe(outcome.ttft_s)
+            tally.ttft.add(outcome.ttft_s)
+            tally.ttfts += 1
         usage = outcome.usage
         if usage is not None:
-            if usage.prompt_tokens:
-                self.tokens.inc((provider, model, "prompt"), usage.prompt_tokens)
-            if usage.completion_tokens:
-                self.tokens.inc((provider, model, "completion"), usage.completion_tokens)
+            tally.prompt += usage.prompt_tokens
+            tally.completion += usage.completion_tokens
         if outcome.status == 429 and outcome.error_type == "rate_limit_error":
             # A request that reached a vendor was refused by the vendor; one that did not, by us.
             self.rate_limited[("upstream" if outcome.attempts else "gateway",)].inc()
-        if outcome.cache is not None:
-            self.cache.inc((outcome.cache if outcome.cache in CACHE_OUTCOMES else OTHER,))
 
 
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("llm_gateway.metrics")
@@ -345,18 +267,18 @@ def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: 
     if attempt.panic:
         metrics.panics[(metrics.provider(attempt.provider),)].inc()
     if error is not None:
-        ctx[COUNTED_ERROR] = error
+        ctx.stash[COUNTED_ERROR] = error
         metrics.upstream_error(attempt.provider, error)
     elif attempt.stream:
         label = metrics.provider(attempt.provider)
         metrics.stream_opened(label)
-        ctx[STREAM_OPEN] = label
+        ctx.stash[STREAM_OPEN] = label
 
 
 @hookimpl
 def gateway_error(ctx: RequestContext, error: GatewayError) -> None:
     # An upstream error not seen as an attempt's result: one that broke a stream already relaying.
-    if isinstance(error, UpstreamError) and ctx.get(COUNTED_ERROR) is not error:
+    if isinstance(error, UpstreamError) and ctx.stash.get(COUNTED_ERROR) is not error:
         metrics = ctx.app.get(METRICS)
         if metrics is not None:
             metrics.upstream_error(error.provider or ctx.provider, error)
@@ -367,7 +289,7 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
     metrics = ctx.app.get(METRICS)
     if metrics is None:
         return
-    stream = ctx.get(STREAM_OPEN)
+    stream = ctx.stash.get(STREAM_OPEN)
     if stream is not None:
         metrics.stream_closed(stream)
     metrics.finished(ctx.op.name if ctx.op is not None else NONE, outcome)

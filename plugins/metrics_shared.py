@@ -6,12 +6,12 @@ memory-mapped file there, and a scrape reads and sums all the workers' files. Co
 histograms add up; ``llm_gateway_streams_in_flight`` is a ``livesum`` gauge (the sum over live
 workers: a dead worker's streams are gone with it).
 
-The per-request counters (requests, tokens, cache outcomes) still add up in a dict first, as with
-one process; a write to the mmap file takes a lock and costs about three times an in-memory
-increment, which a request need not pay. Instead every worker writes them (and its count of open
-streams) every ``FLUSH_INTERVAL_S``, when it shuts down, and before it answers a scrape itself: a
-scrape sees another worker's requests at most ``FLUSH_INTERVAL_S`` late. The two histograms are
-observed into their files as each request ends, as in one process.
+The per-request series (requests, tokens, cache outcomes, both histograms) still add up in
+tallies first, as with one process (``plugins.metrics_tally``); a write to the mmap file takes a
+lock and costs about three times an in-memory increment, which a request need not pay. Instead
+every worker writes them (and its count of open streams) every ``FLUSH_INTERVAL_S``, when it
+shuts down, and before it answers a scrape itself: a scrape sees another worker's requests at
+most ``FLUSH_INTERVAL_S`` late.
 """
 
 from __future__ import annotations

@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.context import Outcome, Usage
 from gateway.loader import load_data
 from plugins.metrics import GatewayMetrics
+from plugins.metrics_tally import DURATION_BUCKETS, TTFT_BUCKETS
 from tests.conftest import MOCK_PROVIDER, make_config
 from tests.stub_upstream import StubUpstream, start_stub, stub_provider
 
@@ -145,7 +146,7 @@ def test_counts_wait_in_a_bounded_dict_until_the_registry_is_collected():
     metrics = GatewayMetrics(load_data(make_config(), {}).config)
     for _ in range(50):
         metrics.finished("chat", Outcome(200, provider="mock", model="mock-1", usage=Usage(2, 3), cache="miss"))
-    assert len(metrics.requests.pending) == 1 and len(metrics.tokens.pending) == 2  # one entry per series
+    assert len(metrics.tallies) == 1 and metrics.tallies.pending() == 1  # one tally per label set
     metrics.stream_opened("mock")
     metrics.stream_opened("mock")
     metrics.stream_closed("mock")
@@ -158,7 +159,7 @@ def test_counts_wait_in_a_bounded_dict_until_the_registry_is_collected():
         assert m.get("llm_gateway_cache_requests_total", outcome="miss") == 50
         assert m.get("llm_gateway_request_duration_seconds_count", provider="mock", operation="chat") == 50
         assert m.get("llm_gateway_streams_in_flight", provider="mock") == 1
-        assert not metrics.requests.pending and not metrics.tokens.pending and not metrics.cache.pending
+        assert metrics.tallies.pending() == 0
 
 
 async def test_two_gateways_in_one_process_keep_their_own_registries(gateway, http):
@@ -174,3 +175,26 @@ async def test_two_gateways_in_one_process_keep_their_own_registries(gateway, ht
 async def test_metrics_needs_no_client_key(gateway, http):
     gw = await gateway(make_config(auth={"keys": [{"name": "a", "key": "gw-" + secrets.token_hex(12)}]}))
     await scrape(http, gw.url)
+
+
+def test_tallied_histograms_expose_what_observe_would():
+    """The tallies' buckets and sums, once flushed, are prometheus-client's own for the same values."""
+    values = [0.0, 0.004, 0.01, 0.0100001, 0.3, 2.5, 7.0, 299.9, 300.0, 1e9]
+    metrics = GatewayMetrics(load_data(make_config(), {}).config)
+    reference = CollectorRegistry()
+    duration = Histogram("llm_gateway_request_duration_seconds", "d", ("provider", "operation"),
+                         buckets=DURATION_BUCKETS, registry=reference)
+    ttft = Histogram("llm_gateway_time_to_first_token_seconds", "t", ("provider",),
+                     buckets=TTFT_BUCKETS, registry=reference)
+    for v in values:
+        metrics.finished("chat", Outcome(200, provider="mock", model="mock-1", latency_s=v, ttft_s=v, stream=True))
+        duration.labels("mock", "chat").observe(v)
+        ttft.labels("mock").observe(v)
+    for _ in range(2):  # a second collection adds nothing
+        ours, theirs = (Scrape(generate_latest(r).decode()) for r in (metrics.registry, reference))
+        for name in ("llm_gateway_request_duration_seconds", "llm_gateway_time_to_first_token_seconds"):
+            mine = {k: v for k, v in ours.samples.items() if k[0].startswith(name) and not k[0].endswith("_created")}
+            ref = {k: v for k, v in theirs.samples.items() if k[0].startswith(name) and not k[0].endswith("_created")}
+            assert mine.keys() == ref.keys()
+            for k, v in ref.items():
+                assert mine[k] == pytest.approx(v), k
