@@ -21,7 +21,7 @@ section the virtual keys are the client keys, so they are the issue's 10,000. La
 Then it counts what each request sends to Redis, with ``MONITOR`` over sequential requests: the
 rate limits' admission script (EVALSHA of ``ADMIT``) and the budgets' reservation (EVALSHA
 ``BUDGET``) before the response; the token settlements follow off the request path (pipelined
-EVALSHAs of ``SETTLE``, and INCRBY of the budget counters).
+EVALSHAs of ``SETTLE``, and one EVAL per request correcting its budget counters).
 """
 
 from __future__ import annotations

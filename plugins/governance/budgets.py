@@ -50,6 +50,10 @@ for i, key in ipairs(KEYS) do redis.call('INCRBY', key, amount) end
 return 0
 """
 RESERVE_SHA = hashlib.sha1(RESERVE.encode()).hexdigest()
+# A request's settle: every counter it reserved on, corrected by one amount, in one command (one
+# reply to read, not one per counter). Sent as EVAL with the text (Redis finds the compiled script
+# by its SHA): a settle is not awaited, so it could not load the script after a NOSCRIPT.
+SETTLE = "for _, key in ipairs(KEYS) do redis.call('INCRBY', key, ARGV[1]) end return 1"
 
 
 class LocalLedger:
@@ -174,10 +178,9 @@ class RedisLedger:
         delta = round((cost - reserved) * MICRO)
         if not delta or not counters:
             return
-        for counter in counters:
-            sent = self.pipe.call("INCRBY", self._key(counter), delta)
-            self.unsettled.add(sent)
-            sent.add_done_callback(self._settled)
+        sent = self.pipe.call("EVAL", SETTLE, len(counters), *[self._key(c) for c in counters], delta)
+        self.unsettled.add(sent)
+        sent.add_done_callback(self._settled)
 
     def _settled(self, sent: asyncio.Future[Any]) -> None:
         self.unsettled.discard(sent)
