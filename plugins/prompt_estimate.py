@@ -34,7 +34,14 @@ def text_chars(value: Any) -> int:
     n = 0
     if isinstance(value, list):
         for item in value:
-            n += len(item) if isinstance(item, str) else text_chars(item)
+            if isinstance(item, str):
+                n += len(item)
+            elif isinstance(item, dict):  # a message: its fields here, not in a call per message
+                for k, v in item.items():
+                    if k in TEXT_KEYS:
+                        n += len(v) if isinstance(v, str) else text_chars(v)
+            else:
+                n += text_chars(item)
     elif isinstance(value, dict):
         for k, v in value.items():
             if k in TEXT_KEYS:
