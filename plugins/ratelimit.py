@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sys
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,13 +36,14 @@ from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
 from gateway.routing import Target
 from gateway.server import first_process
-from plugins.ratelimit_backend import BucketView, Charge, Decision, InProcessBackend, Limit, LimiterBackend
+from plugins.ratelimit_backend import Charge, Decision, InProcessBackend, Limit, LimiterBackend
 from plugins.ratelimit_keys import RunTimeLimits, make_limits
-from plugins.ratelimit_plan import HEADER_NAMES, PROVIDER_KEY, Plan, Plans, format_duration
+from plugins.ratelimit_plan import PROVIDER_KEY, Plan, Plans, format_duration, ratelimit_headers, too_many
 from plugins.ratelimit_status import limits_health, redis_backend, start_backend
 from plugins.ratelimit_tokens import estimate_tokens, spent_tokens
 
-__all__ = ["estimate_tokens", "format_duration"]  # the plugin's documented helpers, kept importable here
+# The plugin's documented helpers, kept importable here.
+__all__ = ["estimate_tokens", "format_duration", "ratelimit_headers"]
 
 
 class RateLimitSettings(RateLimitSpec):
@@ -125,34 +125,6 @@ def build_state(config: GatewayConfig, backend: LimiterBackend | None = None) ->
     # An admin section makes virtual keys, whose limits arrive at run time on their principals.
     run_time_keys = config.section("admin") is not None
     return state if state.global_limits or state.provider_limits or state.key_limits or run_time_keys else None
-
-
-def ratelimit_headers(views: Sequence[BucketView]) -> dict[str, str]:
-    """Per kind, the bucket with the least room left (the one a client should watch); the usual
-    in-process admission has its own ``Plan.put_headers``."""
-    least: dict[str, BucketView] = {}
-    for v in views:
-        best = least.get(v.limit.kind)
-        if best is None or v.remaining < best.remaining:  # the first of equals, as min() picks
-            least[v.limit.kind] = v
-    headers: dict[str, str] = {}
-    for kind, tightest in least.items():
-        limit_name, remaining_name, reset_name = HEADER_NAMES[kind]
-        headers[limit_name] = str(tightest.limit.per_minute)
-        headers[remaining_name] = str(max(0, math.floor(tightest.remaining + 1e-9)))
-        headers[reset_name] = format_duration(tightest.reset_s)
-    return headers
-
-
-def too_many(decision: Decision) -> RateLimitError:
-    blocking = max(decision.views, key=lambda v: v.wait_s)
-    limit = blocking.limit
-    wait = decision.retry_after
-    return RateLimitError(
-        f"Rate limit exceeded: {limit.scope} allows {limit.per_minute} {limit.kind} per minute. "
-        f"Retry after {max(1, math.ceil(wait))}s.",
-        retry_after=wait, headers=ratelimit_headers(decision.views),
-    )
 
 
 async def admit(state: RateLimitState, charges: Sequence[Charge]) -> Decision:

@@ -5,17 +5,18 @@ in the flat forms each step needs: rows for the in-process admission, the header
 ``x-ratelimit-*``, the token limits for settlement, and ``Charge`` objects for a backend's
 ``acquire``. ``Plans`` makes one per pair on first use and keeps it while the key's spec object
 is the same one (a virtual key's spec changes object when the key changes:
-``plugins.ratelimit_keys``), so a request looks its plan up instead of building lists.
+``plugins.ratelimit_keys``), so a request looks its plan up instead of building lists. The
+general path's headers and 429 (from a backend's ``Decision``) are here too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway import RequestContext
-from plugins.ratelimit_backend import EPSILON_S, REQUESTS, TOKENS, Charge, Limit, Row
+from gateway import RateLimitError, RequestContext
+from plugins.ratelimit_backend import EPSILON_S, REQUESTS, TOKENS, BucketView, Charge, Decision, Limit, Row
 
 PROVIDER_KEY = "provider:"  # how a provider level's bucket names begin
 HEADER_NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
@@ -30,6 +31,34 @@ def format_duration(seconds: float) -> str:
         return f"{round(seconds, 3):g}s"
     minutes, rest = divmod(math.ceil(seconds), 60)
     return f"{minutes}m{rest}s"
+
+
+def ratelimit_headers(views: Sequence[BucketView]) -> dict[str, str]:
+    """Per kind, the bucket with the least room left (the one a client should watch); the usual
+    in-process admission has its own ``Plan.put_headers``."""
+    least: dict[str, BucketView] = {}
+    for v in views:
+        best = least.get(v.limit.kind)
+        if best is None or v.remaining < best.remaining:  # the first of equals, as min() picks
+            least[v.limit.kind] = v
+    headers: dict[str, str] = {}
+    for kind, tightest in least.items():
+        limit_name, remaining_name, reset_name = HEADER_NAMES[kind]
+        headers[limit_name] = str(tightest.limit.per_minute)
+        headers[remaining_name] = str(max(0, math.floor(tightest.remaining + 1e-9)))
+        headers[reset_name] = format_duration(tightest.reset_s)
+    return headers
+
+
+def too_many(decision: Decision) -> RateLimitError:
+    blocking = max(decision.views, key=lambda v: v.wait_s)
+    limit = blocking.limit
+    wait = decision.retry_after
+    return RateLimitError(
+        f"Rate limit exceeded: {limit.scope} allows {limit.per_minute} {limit.kind} per minute. "
+        f"Retry after {max(1, math.ceil(wait))}s.",
+        retry_after=wait, headers=ratelimit_headers(decision.views),
+    )
 
 
 @dataclass(frozen=True, slots=True)
