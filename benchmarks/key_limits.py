@@ -1,8 +1,8 @@
 """A virtual key's rate limit against a static key's with the same limit, side by side in one run.
 
-Both go through the rate-limit plugin's own path in this process: ``RateLimitState.limits_for``
+Both go through the rate-limit plugin's own path in this process: ``RateLimitState.plans``
 (the static key found in the configured table; the virtual key's spec read from its principal and
-its cached ``Limit`` tuple reused), the charges, and the memory backend's ``acquire``. Rounds
+its cached plan reused), the charges, and the memory backend's ``acquire``. Rounds
 alternate A, B, A, B so machine noise hits both alike; reported is the median time per admission
 of each and their ratio (virtual / static; 1.0 means the same cost).
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.config import RateLimitSpec  # noqa: E402
 from gateway.context import Principal  # noqa: E402
 from gateway.loader import load_data  # noqa: E402
-from plugins.ratelimit import build_state, charges_for  # noqa: E402
+from plugins.ratelimit import build_state, tokens_for  # noqa: E402
 
 MOCK = {"name": "mock", "type": "mock", "models": ["mock-1"], "health_check": {"enabled": False}}
 LIMIT = {"requests_per_minute": 10**9}  # never refuses: the admission path is what is timed
@@ -35,8 +35,8 @@ LIMIT = {"requests_per_minute": 10**9}  # never refuses: the admission path is w
 async def per_admission(state: Any, ctx: Any, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
-        limits = state.limits_for(ctx)
-        await state.backend.acquire(charges_for(ctx, state, limits))
+        plan = state.plans.of(ctx)
+        await state.backend.acquire(plan.charges(tokens_for(ctx, state, plan)))
     return (time.perf_counter() - start) / n
 
 

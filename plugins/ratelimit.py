@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sys
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,19 +36,14 @@ from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
 from gateway.routing import Target
 from gateway.server import first_process
-from plugins.ratelimit_backend import (
-    REQUESTS,
-    TOKENS,
-    BucketView,
-    Charge,
-    Decision,
-    InProcessBackend,
-    Limit,
-    LimiterBackend,
-)
+from plugins.ratelimit_backend import Charge, Decision, InProcessBackend, Limit, LimiterBackend
 from plugins.ratelimit_keys import RunTimeLimits, make_limits
+from plugins.ratelimit_plan import PROVIDER_KEY, Plan, Plans, format_duration, ratelimit_headers, too_many
 from plugins.ratelimit_status import limits_health, redis_backend, start_backend
-from plugins.ratelimit_tokens import estimate_tokens, used_tokens
+from plugins.ratelimit_tokens import estimate_tokens, spent_tokens
+
+# The plugin's documented helpers, kept importable here.
+__all__ = ["estimate_tokens", "format_duration", "ratelimit_headers"]
 
 
 class RateLimitSettings(RateLimitSpec):
@@ -82,14 +76,19 @@ class RateLimitState:
     key_limits: dict[str, tuple[Limit, ...]]
     default_max_tokens: int = 0
     run_time: RunTimeLimits = field(default_factory=lambda: RunTimeLimits(60.0))  # virtual keys' limits
-    # A requests limit's charge of one unit, made once (keys made at run time add theirs).
-    units: dict[Limit, Charge] = field(default_factory=dict)
     # The backend when it is this process's memory: an admission then needs no coroutine.
     local: InProcessBackend | None = field(init=False, default=None)
+    # Every limit a (key, provider) pair is charged against, laid out once per pair.
+    plans: Plans = field(init=False)
+    # Per provider, its limits alone: what a fallback target is charged.
+    provider_plans: dict[str, Plan] = field(init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.backend, InProcessBackend):
             object.__setattr__(self, "local", self.backend)
+        object.__setattr__(self, "plans", Plans(self.key_limits, self.limits_for))
+        object.__setattr__(self, "provider_plans", {name: Plan.of(limits)
+                                                    for name, limits in self.provider_limits.items()})
 
     def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
         limits = self.global_limits
@@ -101,12 +100,10 @@ class RateLimitState:
 
 
 RATE_LIMIT: web.AppKey[RateLimitState] = web.AppKey("llm_gateway.ratelimit")
-# What this request was charged (and for which provider), so the token reservation can be
-# settled once usage is known.
-# Groups of charges, each with the provider whose target they were charged for.
-CHARGED: StashKey[list[tuple[tuple[Charge, ...], str | None]]] = StashKey("ratelimit.charged")
+# What this request was charged, so the token reservation can be settled once usage is known:
+# per admission, (the plan charged, its token estimate, the provider it was charged for).
+CHARGED: StashKey[list[tuple[Plan, int, str | None]]] = StashKey("ratelimit.charged")
 log = logging.getLogger("llm_gateway.ratelimit")
-PROVIDER_KEY = "provider:"  # how a provider level's bucket names begin
 
 
 def settings_of(config: GatewayConfig) -> RateLimitSettings:
@@ -128,47 +125,6 @@ def build_state(config: GatewayConfig, backend: LimiterBackend | None = None) ->
     # An admin section makes virtual keys, whose limits arrive at run time on their principals.
     run_time_keys = config.section("admin") is not None
     return state if state.global_limits or state.provider_limits or state.key_limits or run_time_keys else None
-
-
-def format_duration(seconds: float) -> str:
-    """OpenAI's style for ``x-ratelimit-reset-*``: ``250ms``, ``1.5s``, ``6m0s``."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{round(seconds, 3):g}s"
-    minutes, rest = divmod(math.ceil(seconds), 60)
-    return f"{minutes}m{rest}s"
-
-
-HEADER_NAMES = {kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
-                for kind in (REQUESTS, TOKENS)}
-
-
-def ratelimit_headers(views: Sequence[BucketView]) -> dict[str, str]:
-    """Per kind, the bucket with the least room left (the one a client should watch)."""
-    least: dict[str, BucketView] = {}  # one pass: this runs on every admitted request
-    for v in views:
-        best = least.get(v.limit.kind)
-        if best is None or v.remaining < best.remaining:  # the first of equals, as min() picks
-            least[v.limit.kind] = v
-    headers: dict[str, str] = {}
-    for kind, tightest in least.items():
-        limit_name, remaining_name, reset_name = HEADER_NAMES[kind]
-        headers[limit_name] = str(tightest.limit.per_minute)
-        headers[remaining_name] = str(max(0, math.floor(tightest.remaining + 1e-9)))
-        headers[reset_name] = format_duration(tightest.reset_s)
-    return headers
-
-
-def too_many(decision: Decision) -> RateLimitError:
-    blocking = max(decision.views, key=lambda v: v.wait_s)
-    limit = blocking.limit
-    wait = decision.retry_after
-    return RateLimitError(
-        f"Rate limit exceeded: {limit.scope} allows {limit.per_minute} {limit.kind} per minute. "
-        f"Retry after {max(1, math.ceil(wait))}s.",
-        retry_after=wait, headers=ratelimit_headers(decision.views),
-    )
 
 
 async def admit(state: RateLimitState, charges: Sequence[Charge]) -> Decision:
@@ -235,21 +191,13 @@ async def gateway_startup(app: web.Application) -> None:
         await start_backend(app, state.backend)
 
 
-def charges_for(ctx: RequestContext, state: RateLimitState, limits: Sequence[Limit]) -> tuple[Charge, ...]:
-    tokens = -1  # estimated once, at the first tokens limit; a loop, not generators: every request
-    charges = []
-    units = state.units
-    for lim in limits:
-        if lim.kind == REQUESTS:  # always one unit: the same (never changed) Charge every time
-            unit = units.get(lim)
-            if unit is None:
-                unit = units[lim] = Charge(lim, 1)
-            charges.append(unit)
-            continue
-        if tokens < 0:
-            tokens = estimate_tokens(ctx, state.default_max_tokens)
-        charges.append(Charge(lim, min(tokens, lim.capacity)))
-    return tuple(charges)
+def tokens_for(ctx: RequestContext, state: RateLimitState, plan: Plan) -> int:
+    """The request's token estimate, when any of the plan's limits counts tokens."""
+    return estimate_tokens(ctx, state.default_max_tokens) if plan.token_limits else 0
+
+
+def provider_of(ctx: RequestContext, target: int = 0) -> str | None:
+    return ctx.targets[target].provider.name if ctx.targets else None
 
 
 @hookimpl(trylast=True)
@@ -259,22 +207,18 @@ def gateway_request_received(ctx: RequestContext) -> Awaitable[None] | None:
         return None
     local = state.local
     if local is not None and (len(ctx.targets) < 2 or not state.provider_limits):
-        # In memory with one candidate target, the usual admission is decided here and now;
-        # a refusal (it may wait up to max_wait_s) takes the general way below.
-        limits = state.limits_for(ctx)
-        if not limits:
+        # In memory with one candidate target, the usual admission is decided here and now over
+        # the plan's prebuilt rows; a refusal (it may wait up to max_wait_s) takes the general way.
+        plan = state.plans.of(ctx)
+        if not plan.rows:
             return None
-        charges = charges_for(ctx, state, limits)
-        decision = local.take(charges)
-        if decision.admitted:
-            admitted(ctx, charges, decision)
+        tokens = estimate_tokens(ctx, state.default_max_tokens) if plan.token_limits else 0
+        afters = local.take_rows(plan.rows, tokens)
+        if afters is not None:
+            ctx.stash[CHARGED] = [(plan, tokens, ctx.targets[0].provider.name if ctx.targets else None)]
+            plan.put_headers(ctx.response_headers, afters)
             return None
     return admission(ctx, state)
-
-
-def admitted(ctx: RequestContext, charges: tuple[Charge, ...], decision: Decision) -> None:
-    ctx[CHARGED] = [(charges, ctx.targets[0].provider.name if ctx.targets else None)]
-    ctx.response_headers.update(ratelimit_headers(decision.views))
 
 
 async def admission(ctx: RequestContext, state: RateLimitState) -> None:
@@ -283,19 +227,20 @@ async def admission(ctx: RequestContext, state: RateLimitState) -> None:
     candidates = range(len(ctx.targets)) if len(ctx.targets) > 1 and state.provider_limits else range(1)
     first_refusal: RateLimitError | None = None
     for i in candidates:
-        limits = state.limits_for(ctx, i)
-        if not limits:  # nothing limits this target
+        plan = state.plans.of(ctx, i)
+        if not plan.rows:  # nothing limits this target
             ctx.targets = ctx.targets[i:]
             return
-        charges = charges_for(ctx, state, limits)
+        tokens = tokens_for(ctx, state, plan)
         try:
-            decision = await admit(state, charges)
+            decision = await admit(state, plan.charges(tokens))
         except RateLimitError as exc:
             first_refusal = first_refusal or exc
             continue
         if i:
             ctx.targets = ctx.targets[i:]
-        admitted(ctx, charges, decision)
+        ctx.stash[CHARGED] = [(plan, tokens, provider_of(ctx))]
+        ctx.response_headers.update(ratelimit_headers(decision.views))
         return
     assert first_refusal is not None
     raise first_refusal
@@ -306,15 +251,15 @@ async def gateway_fallback(ctx: RequestContext, target: Target) -> None:
     """A fallback target is served under its own provider's limits: charge them before it is
     tried (the global and key limits were charged once, at admission)."""
     state = ctx.app.get(RATE_LIMIT)
-    limits = state.provider_limits.get(target.provider.name) if state is not None else None
-    if not limits:
+    plan = state.provider_plans.get(target.provider.name) if state is not None else None
+    if plan is None:
         return
-    charges = charges_for(ctx, state, limits)  # type: ignore[arg-type]
-    decision = await admit(state, charges)  # type: ignore[arg-type]
+    tokens = tokens_for(ctx, state, plan)  # type: ignore[arg-type]
+    decision = await admit(state, plan.charges(tokens))  # type: ignore[arg-type]
     charged = ctx.get(CHARGED)
     if charged is None:
         charged = ctx[CHARGED] = []
-    charged.append((charges, target.provider.name))
+    charged.append((plan, tokens, target.provider.name))
     ctx.response_headers.update(ratelimit_headers(decision.views))
 
 
@@ -322,19 +267,18 @@ async def gateway_fallback(ctx: RequestContext, target: Target) -> None:
 def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
     """Settle token reservations with the real usage. A provider's charges for an attempt that
     did not serve the request (a fallback followed) are given back in full."""
-    charged = ctx.get(CHARGED)
+    charged = ctx.stash.get(CHARGED)
     if not charged:
         return
+    spent = spent_tokens(outcome)  # None: unknown, the reservation stands
     adjustments = []
-    for charges, provider in charged:
+    for plan, tokens, provider in charged:
         served = provider == outcome.provider
-        for charge in charges:
-            limit = charge.limit
-            if limit.kind == TOKENS:
-                mine = served or not limit.key.startswith(PROVIDER_KEY)
-                used = used_tokens(outcome, charge.amount) if mine else 0
-                if used != charge.amount:
-                    adjustments.append((limit, used - charge.amount))
+        for limit, capacity, everyone in plan.token_limits:
+            amount = tokens if tokens <= capacity else capacity  # as charged
+            used = (amount if spent is None else spent) if served or everyone else 0
+            if used != amount:
+                adjustments.append((limit, used - amount))
     if adjustments:
         ctx.app[RATE_LIMIT].backend.settle(ctx.request_id, adjustments)
 

@@ -23,6 +23,9 @@ REQUESTS = "requests"
 TOKENS = "tokens"
 # A charge that fits up to float rounding fits (the Redis script allows a microsecond too).
 EPSILON_S = 1e-6
+# One bucket of an in-process admission, laid out once (``plugins.ratelimit_plan``): its name,
+# interval_s, tau_s + EPSILON_S, and for a tokens limit its capacity (None: one unit per request).
+Row = tuple[str, float, float, "float | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,30 @@ class InProcessBackend:
             room = limit.capacity - after / limit.interval_s  # view(), inlined: six per request
             views.append(BucketView(limit, room if room > 0.0 else 0.0, after, 0.0))
         return Decision(True, tuple(views))
+
+    def take_rows(self, rows: Sequence[Row], tokens: float) -> list[float] | None:
+        """``take`` over prebuilt rows, for the usual admission: each bucket's time to empty after
+        its charge (one unit, or ``tokens`` up to the capacity), or None, charging nothing, when any
+        lacks room (the caller then asks ``acquire`` for the refusal's views)."""
+        tats, now = self._tats, self.clock()
+        afters = []
+        for key, interval_s, limit_s, capacity in rows:
+            before = tats.get(key, now) - now
+            if before < 0.0:
+                before = 0.0
+            if capacity is None:
+                after = before + interval_s
+            else:
+                after = before + (tokens if tokens <= capacity else capacity) * interval_s
+            if after > limit_s:
+                return None
+            afters.append(after)
+        if len(tats) >= self._prune_at:
+            self.prune()
+            tats = self._tats
+        for row, after in zip(rows, afters, strict=True):
+            tats[row[0]] = now + after
+        return afters
 
     def settle(self, request_id: str, adjustments: Sequence[tuple[Limit, float]]) -> None:
         # In-process, each request's settle is one call by construction: no id to remember.

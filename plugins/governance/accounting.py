@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, NoReturn
 
-import orjson
-
 from gateway import Outcome, PermissionDeniedError, Principal, RateLimitError, RequestContext, StashKey, hookimpl
 from plugins.governance.budgets import Counter, Limit
 from plugins.governance.pricing import Rates
 from plugins.governance.records import KeyRecord, SpendEvent, TeamRecord, WindowClock, seconds_to_reset
 from plugins.governance.service import Governance
+from plugins.prompt_estimate import prompt_chars
 
 CLIENT_GONE = 499
 
@@ -71,7 +70,7 @@ def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) 
     if rates is None:
         return 0.0, 0.0
     body = ctx.body
-    prompt_tokens = len(orjson.dumps(body.get(ctx.op.input_field) if ctx.op else body)) / 4
+    prompt_tokens = prompt_chars(ctx) / 4  # text characters, counted once per request
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
     n = body.get("n") or 1
     if not isinstance(max_tokens, int) or not isinstance(n, int):
