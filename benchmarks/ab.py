@@ -12,6 +12,7 @@ what a change to the hot path moves. Medians over the rounds, as ratios to the r
     python benchmarks/ab.py --scenario nonstream --conns 64 /tmp/before .
     python benchmarks/ab.py --scenario latency /tmp/before .
     python benchmarks/ab.py --scenario ttfc /tmp/before .
+    python benchmarks/ab.py --chain --scenario nonstream --conns 32 /tmp/before .   # the full chain
 
 Latency at one connection cannot be measured with the targets competing for the CPU, so
 ``--scenario latency`` takes turns instead: in each round the upstream (direct), the relay and every
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "vendor sending tokens as they are generated; 0: back to back, reads hold several)",
     )
     p.add_argument("--config", type=Path, default=GATEWAY_CONFIGS["gateway"], help="gateway config for every tree")
+    p.add_argument("--chain", action="store_true",
+                   help="instead of --config: chain.py's full chain on memory backends (10,000 virtual keys "
+                        "with budgets, limits at three levels, cache, metrics), one seeded store shared by the trees")
     args = p.parse_args(argv)
     if args.scenario == "latency":
         given = set(argv if argv is not None else sys.argv[1:])
@@ -207,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             procs, LOAD_CPU, "--chunks", str(args.chunks), "--delay-ms", str(args.delay_ms),
             "--profile", f"{TTFC_MODEL}:hold_ms=20",
         )
-        targets = start_relay_and_checkouts(procs, trees, args.config, up_port, env, SERVER_CPU)
+        config = args.config
+        if args.chain:
+            from chain import chain_file  # chain.py imports this module
+
+            config = chain_file(procs, "memory")
+        targets = start_relay_and_checkouts(procs, trees, config, up_port, env, SERVER_CPU)
 
         if args.scenario == "latency":
             take_turns([("direct", up_port, None), *targets], args)

@@ -82,6 +82,18 @@ def chain_config(backend: str, redis_port: int, workdir: Path | None = None) -> 
     return base
 
 
+def chain_file(procs: Procs, backend: str, *, slow_start: bool = False) -> Path:
+    """The full chain as a config file in ``procs``' directory, its store seeded beside it (and a
+    redis-server started for ``redis``). ``slow_start``: under valgrind, loading 10,000 keys takes
+    longer than the store's first load allows at the default poll interval (4 polls)."""
+    config = chain_config(backend, start_redis(procs) if backend == "redis" else 0, procs.logdir)
+    if slow_start:
+        config["store"]["poll_interval_s"] = 1
+    path = procs.logdir / f"chain-{backend}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def budgets_config(store: Path) -> dict:
     """Governance for the chain: 10,000 virtual keys (the client's among them) seeded into an SQLite
     store, each with a per-key rate limit and a daily budget, all in a team with a monthly budget,

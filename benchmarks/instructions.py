@@ -45,6 +45,7 @@ from bench_common import (
     wait_ready,
 )
 from bench_load import py_load, run_async
+from chain import chain_file
 
 #: callgrind's event names and how the table calls them.
 EVENTS = {
@@ -116,19 +117,6 @@ def count(
     return {event: value / done["requests"] for event, value in totals.items()}
 
 
-def chain_file(procs: Procs, backend: str) -> Path:
-    """chain.py's full chain as a config file in the run's directory (its store seeded beside it)."""
-    import yaml
-    from chain import chain_config, start_redis
-
-    config = chain_config(backend, start_redis(procs) if backend == "redis" else 0, procs.logdir)
-    # Loading 10,000 keys under valgrind is slow: the store's first load may take up to 4 polls.
-    config["store"]["poll_interval_s"] = 1
-    path = procs.logdir / f"chain-{backend}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def table(results: dict[str, dict[str, float]], base: str | None) -> str:
     events = [e for e in EVENTS if any(e in r for r in results.values())]
     lines = ["| target | " + " | ".join(f"{EVENTS[e]} / request" for e in events) + " |"]
@@ -160,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     try:
         up_port, env = start_upstream(procs, None, "--chunks", str(args.chunks))
-        config = chain_file(procs, args.chain) if args.chain else args.config.resolve()
+        config = chain_file(procs, args.chain, slow_start=True) if args.chain else args.config.resolve()
         if not args.no_relay:
             relay = [py, str(HERE / "relay.py"), "--upstream", f"http://127.0.0.1:{up_port}"]
             results["relay"] = count(procs, "relay", relay, HERE, env, args)
