@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,11 +23,12 @@ class Operation:
     # canonical operation its requests become (the adapter capability they need).
     dialect: Dialect | None = None
     upstream: Operation | None = None
+    # The operation adapters see: this one, or the one a dialect's requests become. Set once, a
+    # plain attribute: the request path reads it several times per request.
+    canonical: Operation = field(init=False, repr=False, compare=False)
 
-    @property
-    def canonical(self) -> Operation:
-        """The operation adapters see: this one, or the one a dialect's requests become."""
-        return self.upstream or self
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "canonical", self.upstream or self)
 
 
 CHAT = Operation("chat", "/v1/chat/completions", True, "messages", input_must_be_list=True)

@@ -132,7 +132,7 @@ def gateway_request_received(ctx: RequestContext) -> None:
     if state is None or state.local is not None or not isinstance(state.backend, RedisStore):
         return  # in memory: nothing to start early
     op = ctx.op
-    if op is None or not ctx.targets or (op.upstream or op).name not in CACHEABLE_OPS:
+    if op is None or not ctx.targets or op.canonical.name not in CACHEABLE_OPS:
         return
     if {"no-cache", "no-store"} & cache_control(ctx):
         return
@@ -155,13 +155,12 @@ async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: boo
 @hookimpl
 def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[ShortCircuit | None] | None:
     """Decided here and now on the memory backend; a coroutine for a shared store's answer, or
-    to wait for an identical request's. The common case (memory, no Cache-Control, a miss) is
-    written out in full: it runs for every cacheable request."""
+    to wait for an identical request's. The common case (memory, no Cache-Control) builds no
+    directive set and makes no coroutine."""
     state = ctx.app.get(CACHE)
     op = ctx.op
-    # A dialect's request is cached as the canonical one it became (keyed apart by its op name);
-    # ``op.upstream or op`` is ``op.canonical`` without the property's call.
-    if state is None or op is None or (op.upstream or op).name not in CACHEABLE_OPS or not ctx.targets:
+    # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
+    if state is None or op is None or op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
         return None
     key = cache_key(ctx, state.per_key)
     if key is None:
@@ -177,13 +176,7 @@ def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[Sho
         return answer(ctx, state, key, local.lookup(key))
     if not state.flights.lead(key):
         return followed(ctx, state, key)
-    raw = local.lookup(key)
-    if raw is not None:
-        return led(ctx, state, key, raw)
-    ctx.stash[PENDING] = Pending(state, key, True, True)
-    ctx.cache = "miss"
-    ctx.response_headers["x-cache"] = "MISS"
-    return None
+    return led(ctx, state, key, local.lookup(key))
 
 
 def bypass(ctx: RequestContext, state: CacheState, key: str, store: bool) -> None:
