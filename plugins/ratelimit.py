@@ -212,10 +212,10 @@ def gateway_request_received(ctx: RequestContext) -> Awaitable[None] | None:
         plan = state.plans.of(ctx)
         if not plan.rows:
             return None
-        tokens = estimate_tokens(ctx, state.default_max_tokens) if plan.token_limits else 0
+        tokens = tokens_for(ctx, state, plan)
         afters = local.take_rows(plan.rows, tokens)
         if afters is not None:
-            ctx.stash[CHARGED] = [(plan, tokens, ctx.targets[0].provider.name if ctx.targets else None)]
+            ctx.stash[CHARGED] = [(plan, tokens, provider_of(ctx))]
             plan.put_headers(ctx.response_headers, afters)
             return None
     return admission(ctx, state)

@@ -61,6 +61,11 @@ class Plan:
     team_id: str = ""  # as its spend records name it
     principal: Principal | None = None  # the key's principal it was made for
 
+    def holds(self, generation: int, now: float) -> bool:
+        """Current: nothing changed in the key index since it was made (records are replaced on
+        every write, and every write bumps the generation) and its UTC day still holds."""
+        return self.generation == generation and self.since <= now < self.until
+
 
 RESERVATION: StashKey[Reservation] = StashKey("governance.reservation")
 
@@ -122,9 +127,7 @@ class Accounting:
         if key_id is None:
             return None
         plan = self.plans.get(key_id)
-        # Nothing changed in the index since it was made (records are replaced on every write, and
-        # every write bumps the generation) and its day still holds: it is current.
-        if plan is not None and plan.generation == self.gov.index.generation and plan.since <= now < plan.until:
+        if plan is not None and plan.holds(self.gov.index.generation, now):
             return plan
         index = self.gov.index
         key = index.keys.get(key_id)
@@ -139,10 +142,9 @@ class Accounting:
         now = time.time()
         principal = ctx.principal
         plan = self.plans.get(principal.name) if principal is not None else None  # a key's name is its id
-        # plan_of's test for the usual case (the key's plan is current) without the call; the
+        # The usual case (the key's plan is current) without plan_of's attribute look-ups; the
         # principal it was made for (one object per key and change) tells a static key apart.
-        if (plan is None or plan.principal is not principal or plan.generation != self.gov.index.generation
-                or not plan.since <= now < plan.until):
+        if plan is None or plan.principal is not principal or not plan.holds(self.gov.index.generation, now):
             plan = self.plan_of(ctx, now)
             if plan is None:
                 return None
@@ -201,7 +203,7 @@ class Accounting:
         now = time.time()
         cost = self.price(outcome, reservation, now) if provider is not None else 0.0
         outcome.cost_usd = cost
-        if plan is not None and not (plan.since <= now < plan.until and plan.generation == self.gov.index.generation):
+        if plan is not None and not plan.holds(self.gov.index.generation, now):
             plan = self.plan_of(ctx, now)  # the day turned, or the key or its team changed, meanwhile
         windows = plan.windows if plan is not None else ()
         if provider is not None:
