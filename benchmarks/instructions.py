@@ -92,7 +92,9 @@ def count(
 ) -> dict[str, float]:
     """Events per request while the server at ``cmd`` answers ``args.requests`` requests."""
     out = procs.logdir / f"{name}.callgrind"
-    port = free_port(18950)
+    # A port the kernel picks: with a fixed preference, two counts run at once could both take
+    # it, and the gateway's SO_REUSEPORT would share one count's requests between both servers.
+    port = free_port(0)
     valgrind = [
         "valgrind",
         "--tool=callgrind",
