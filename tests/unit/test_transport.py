@@ -192,6 +192,20 @@ async def test_total_s_bounds_a_body_that_never_goes_idle(open_transport, server
     assert (await t.send(UpstreamRequest("GET", server_url + "slow_head?s=0", {}))).status == 200
 
 
+async def test_a_body_that_goes_idle_mid_way_is_bounded_by_idle_s_and_a_steady_one_is_not(open_transport, server_url):
+    """After the head, each wait for more of a body is bounded by idle_s, not the whole body: a
+    body that trickles a byte every 50 ms for 3 s is read whole with idle_s at 0.3 s; one that
+    sends a byte a second times out after about 0.3 s."""
+    t = await open_transport(idle_s=0.3, first_byte_s=5)
+    raw = await asyncio.wait_for(t.send(UpstreamRequest("GET", server_url + "trickle", {})), 10)
+    assert raw.status == 200 and raw.body == b" " * 60 + b"{}"
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeoutError):
+        await t.send(UpstreamRequest("GET", server_url + "trickle?every=1", {}))
+    assert 0.3 <= time.monotonic() - started < 1.0
+    assert not t.deadlines.watches
+
+
 @pytest.mark.parametrize("limits", [{"first_byte_s": 0.3, "idle_s": 5}, {"first_byte_s": 5, "idle_s": 0.3},
                                     {"total_s": 0.3, "first_byte_s": 0.5, "idle_s": 5}])
 async def test_a_slow_head_is_bounded_by_the_smallest_limit_that_covers_it(open_transport, server_url, limits):
