@@ -154,7 +154,7 @@ class Dispatcher:
         ctx.provider = provider.name
         attempt = Attempt(provider.name, provider.type, target.model, ctx.attempts, stream, panic=panic)
         if self._on_attempt:
-            self.hooks.notify("gateway_upstream_attempt", ctx=ctx, attempt=attempt)
+            self.hooks.notify("gateway_upstream_attempt", ctx, attempt)
         return attempt
 
     def _end(
@@ -165,7 +165,7 @@ class Dispatcher:
             # The client went away: says nothing about the vendor; frees a half-open probe.
             provider.breaker.cancel_probe()
             if self._on_attempt_done:
-                self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=CLIENT_CLOSED)
+                self.hooks.notify("gateway_upstream_attempt_done", ctx, attempt, CLIENT_CLOSED)
             return
         if error is not None and not isinstance(error, GatewayError):
             error = UpstreamProtocolError(f"{provider.name}: upstream response could not be handled")
@@ -181,7 +181,7 @@ class Dispatcher:
         elif harms_health(error):
             provider.health.observe(False, elapsed, error.message)
         if self._on_attempt_done:
-            self.hooks.notify("gateway_upstream_attempt_done", ctx=ctx, attempt=attempt, error=error)
+            self.hooks.notify("gateway_upstream_attempt_done", ctx, attempt, error)
 
     async def _send_once(self, ctx: RequestContext, target: Target, panic: bool = False) -> dict[str, Any]:
         provider, adapter = target.provider, target.provider.adapter

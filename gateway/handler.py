@@ -122,7 +122,7 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
             gw.pm.hook.gateway_request_started(ctx=ctx)
         # The hooks through Hooks.*_now/run: no coroutine of ours unless a plugin must wait.
         if gw.on_authenticate:
-            principal = gw.hooks.first_now("gateway_authenticate", ctx=ctx)
+            principal = gw.hooks.first_now("gateway_authenticate", ctx)
             ctx.principal = await principal if principal is not None and awaitable(principal) else principal
         require_principal(gw, ctx)
         ctx.body = await read_json(request, gw.config.server.max_body_bytes)
@@ -130,10 +130,10 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
             ctx.body = op.dialect.accept(op, ctx, await request.read())
         validate(op, ctx)
         ctx.targets = gw.router.resolve(ctx.model)  # type: ignore[arg-type]
-        if gw.on_request_received and (pending := gw.hooks.run("gateway_request_received", ctx=ctx)):
+        if gw.on_request_received and (pending := gw.hooks.run("gateway_request_received", ctx)):
             await pending
         if gw.on_before_upstream:
-            short = gw.hooks.first_now("gateway_before_upstream", ctx=ctx)
+            short = gw.hooks.first_now("gateway_before_upstream", ctx)
             if short is not None and awaitable(short):
                 short = await short
             if short is not None:
@@ -147,7 +147,7 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
         ctx.usage = Usage.from_openai(result.get("usage"))
         if gw.on_response:
             ctx.settle_attempt()
-            if pending := gw.hooks.run("gateway_response", ctx=ctx, response=result):
+            if pending := gw.hooks.run("gateway_response", ctx, result):
                 await pending
             ctx.response_bytes = None  # a plugin may have changed it
         if op.dialect is not None:
@@ -166,7 +166,7 @@ async def handle(request: web.Request, *, live: Reloader, op: Operation) -> web.
     finally:
         ctx.settle_attempt()
         if gw.on_request_finished and (pending := gw.hooks.run_safe(
-                "gateway_request_finished", ctx=ctx, outcome=finish_outcome(ctx, outcome))):
+                "gateway_request_finished", ctx, finish_outcome(ctx, outcome))):
             await pending
         gw.in_flight -= 1
         if not gw.in_flight and gw is not live.current:

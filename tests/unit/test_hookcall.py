@@ -111,26 +111,26 @@ async def test_the_request_path_variants_make_no_coroutine_until_a_plugin_must_w
         calls.append("waited")
 
     hooks = manager(Plain(), Waits())
-    assert hooks.run("gateway_request_received", ctx="now") is None
+    assert hooks.run("gateway_request_received", "now") is None
     assert calls == ["decides", "plain"]
     calls.clear()
-    pending = hooks.run("gateway_request_received", ctx="later")
+    pending = hooks.run("gateway_request_received", "later")
     assert calls == ["decides"]  # the rest runs once the awaitable is awaited, in order
     await pending
     assert calls == ["decides", "waited", "plain"]
 
 
 async def test_first_now_gives_a_plain_result_at_once_and_an_awaitable_otherwise():
-    assert manager(SyncNone()).first_now("gateway_before_upstream", ctx=None) is None
+    assert manager(SyncNone()).first_now("gateway_before_upstream", None) is None
 
     class Plain:
         @hookimpl
         def gateway_before_upstream(self, ctx):
             return "plain"
 
-    assert manager(Plain(), SyncNone()).first_now("gateway_before_upstream", ctx=None) == "plain"
+    assert manager(Plain(), SyncNone()).first_now("gateway_before_upstream", None) == "plain"
     # AsyncNone first (registered last), then the plain answer after it.
-    assert await manager(Plain(), AsyncNone()).first_now("gateway_before_upstream", ctx=None) == "plain"
+    assert await manager(Plain(), AsyncNone()).first_now("gateway_before_upstream", None) == "plain"
 
 
 async def test_run_safe_logs_a_failure_and_runs_the_rest(caplog):
@@ -151,7 +151,34 @@ async def test_run_safe_logs_a_failure_and_runs_the_rest(caplog):
         def gateway_request_finished(self, ctx, outcome):
             calls.append(outcome)
 
-    assert manager(Fine(), Boom()).run_safe("gateway_request_finished", ctx=None, outcome="a") is None
-    await manager(Fine(), AsyncBoom()).run_safe("gateway_request_finished", ctx=None, outcome="b")
+    assert manager(Fine(), Boom()).run_safe("gateway_request_finished", None, "a") is None
+    await manager(Fine(), AsyncBoom()).run_safe("gateway_request_finished", None, "b")
     assert calls == ["a", "b"]
     assert [r.message for r in caplog.records].count("plugin p1 failed in gateway_request_finished") == 2
+
+
+async def test_implementations_get_the_arguments_they_name_whatever_their_order():
+    """Calls pass a hook's arguments by position, in the spec's order; an implementation that
+    names fewer of them, or names them in another order, still gets each by its name."""
+    seen = []
+
+    class Both:
+        @hookimpl
+        def gateway_upstream_attempt_done(self, ctx, attempt, error):
+            seen.append(("both", ctx, attempt, error))
+
+    class Reordered:
+        @hookimpl
+        def gateway_upstream_attempt_done(self, error, ctx):
+            seen.append(("reordered", ctx, error))
+
+    class OnlyAttempt:
+        @hookimpl
+        def gateway_upstream_attempt_done(self, attempt):
+            seen.append(("only", attempt))
+
+    hooks = manager(Both(), Reordered(), OnlyAttempt())
+    hooks.notify("gateway_upstream_attempt_done", "c", "a", "e")
+    await hooks.all("gateway_upstream_attempt_done", error="E", attempt="A", ctx="C")
+    assert seen == [("only", "a"), ("reordered", "c", "e"), ("both", "c", "a", "e"),
+                    ("only", "A"), ("reordered", "C", "E"), ("both", "C", "A", "E")]
