@@ -86,7 +86,9 @@ class Hooks:
             if res is None:
                 continue
             if awaitable(res):
-                return self._first_rest(calls[i + 1:], res, args)
+                rest = calls[i + 1:]
+                # The last implementation's awaitable is the answer itself: no coroutine around it.
+                return self._first_rest(rest, res, args) if rest else res
             return res
         return None
 
@@ -102,14 +104,16 @@ class Hooks:
                 return res
         return None
 
-    def run(self, name: str, *args: Any) -> Awaitable[None] | None:
+    def run(self, name: str, *args: Any) -> Awaitable[Any] | None:
         """``all`` without the results: None once every implementation ran, else an awaitable
         that finishes the rest. The first exception propagates."""
         calls = self._calls[name]
         for i, call in enumerate(calls):
             res = call(*args)
             if res is not None and awaitable(res):
-                return self._run_rest(calls[i + 1:], res, args)
+                rest = calls[i + 1:]
+                # Waiting for the last implementation needs no coroutine of ours around it.
+                return self._run_rest(rest, res, args) if rest else res
         return None
 
     async def _run_rest(self, calls: tuple[Callable[..., Any], ...], pending: Any, args: tuple[Any, ...]) -> None:
