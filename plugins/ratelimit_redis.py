@@ -43,6 +43,8 @@ from plugins.ratelimit_plan import Plan
 from plugins.ratelimit_settle import Settle, Settles
 from plugins.store_breaker import STORE_ERRORS, StoreBreaker
 
+FULL_PRUNE_AT = 1024  # full requests limits remembered, at least, before those with room are forgotten
+
 
 class RedisBackend:
     """``LimiterBackend`` on Redis, with a breaker and a per-process fallback."""
@@ -68,8 +70,10 @@ class RedisBackend:
         self._scaled: dict[Limit, Limit] = {}
         # bucket name -> (the limit it was encoded for, its Redis key, interval and tolerance as text)
         self._keys: dict[str, tuple[Limit, str, str, str]] = {}
-        # Requests limits Redis said are full, and until when (monotonic): see refused_here.
-        self._full: dict[Limit, float] = {}
+        # Requests limits Redis said are full, by bucket name, and until when (monotonic): see
+        # refused_here.
+        self._full: dict[str, float] = {}
+        self._full_prune_at = FULL_PRUNE_AT
 
     def degraded_note(self) -> str:
         return {"local": f"enforcing 1/{self.share} of each limit in this process",
@@ -103,11 +107,11 @@ class RedisBackend:
         same kind of local over-limit cache)."""
         now = time.monotonic()
         for c in charges:
-            until = self._full.get(c.limit)
+            until = self._full.get(c.limit.key)
             if until is None:
                 continue
             if until <= now:
-                del self._full[c.limit]
+                del self._full[c.limit.key]
                 continue
             limit, wait = c.limit, until - now
             reset = wait + max(0.0, limit.capacity - 1) / limit.rate_per_s
@@ -117,10 +121,16 @@ class RedisBackend:
     def send(self, plan: Plan, tokens: int) -> asyncio.Future[list[Any]] | None:
         """The usual admission: the plan's prebuilt ``ADMIT`` call, sent with whatever else this
         loop turn sends; its reply is the script's (``admitted`` reads it). None when ``acquire``
-        must decide: a full requests limit may refuse the request here, or the store is away."""
-        if self._full or self.breaker.open:
+        must decide: one of the plan's requests limits is full (refused here), or the store is away."""
+        if self.breaker.open or (self._full and self.full_in(plan)):
             return None
         return self.pipe.call(*plan.admit, str(tokens))
+
+    def full_in(self, plan: Plan) -> bool:
+        """Whether a requests limit Redis said is full is among the plan's (``refused_here``
+        forgets it once it has room), so a client over its limit sends nobody else the general way."""
+        full = self._full
+        return any(row[0] in full for row in plan.rows)
 
     def admitted(self, reply: list[Any]) -> bool:
         """Whether the reply to a ``send`` admitted the request (when not, ``decision`` reads it)."""
@@ -176,10 +186,14 @@ class RedisBackend:
         admitted = reply[-1] == 1
         views = tuple(view(c, int(a), admitted) for c, a in zip(charges, reply[:-1], strict=True))
         if not admitted:
-            now = time.monotonic()
+            full, now = self._full, time.monotonic()
+            if len(full) >= self._full_prune_at:  # forget those with room again (amortised)
+                for name in [name for name, until in full.items() if until <= now]:
+                    del full[name]
+                self._full_prune_at = max(FULL_PRUNE_AT, 2 * len(full))
             for v in views:
                 if v.wait_s > 0 and v.limit.kind == REQUESTS:
-                    self._full[v.limit] = now + v.wait_s
+                    full[v.limit.key] = now + v.wait_s
         return Decision(admitted, views)
 
     def scaled(self, limit: Limit) -> Limit:

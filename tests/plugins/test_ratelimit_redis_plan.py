@@ -129,3 +129,27 @@ async def test_a_refused_plan_call_waits_like_the_general_path(gateway, http, re
     assert headers["x-ratelimit-limit-requests"] == "300"
     statuses = [r[0] for r in await asyncio.gather(*(chat(http, gw) for _ in range(3)))]
     assert statuses == [200, 200, 200]
+
+
+async def test_one_client_over_its_limit_sends_nobody_else_the_general_way(gateway, http, redis_server, monkeypatch):
+    other = "sk-other-key-0123456789"
+    gw = await gateway(redis_config(redis_server.url, auth={"keys": [
+        {"name": "team", "key": KEY, "rate_limit": {"requests_per_minute": 1}},
+        {"name": "other", "key": other, "rate_limit": {"requests_per_minute": 100}}]}))
+    backend = backend_of(gw)
+    general = []
+    acquire = backend.acquire
+
+    async def spy(charges: Any) -> Any:
+        general.append([c.limit.key for c in charges])
+        return await acquire(charges)
+
+    monkeypatch.setattr(backend, "acquire", spy)
+    assert [(await chat(http, gw, Authorization=f"Bearer {KEY}"))[0] for _ in range(2)] == [200, 429]
+    assert general == []  # the refusal came from the plan call's reply
+    status, headers, body = await chat(http, gw, Authorization=f"Bearer {KEY}")
+    assert_429(status, headers, body, "key 'team'", "requests")  # refused here, the general way
+    assert general == [["key:team:requests"]]
+    for _ in range(3):
+        assert (await chat(http, gw, Authorization=f"Bearer {other}"))[0] == 200
+    assert len(general) == 1
