@@ -60,11 +60,13 @@ class Settles:
             return
         queue.append(settle)
         self._queued += 1
-        if self._drain_task is None:
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-        elif (wake := self._wake) is not None:
+        wake = self._wake
+        if wake is not None and not wake.done():  # the drain waits for this one
             self._wake = None
             wake.set_result(None)
+        elif self._drain_task is None or self._drain_task.done():  # the first, or after a cancellation
+            self._wake = None
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
 
     def pending(self) -> int:
         """Settles accepted and not finished yet (queued or in flight)."""

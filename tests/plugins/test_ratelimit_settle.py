@@ -5,6 +5,7 @@ is away gets the local shares corrected, a bad settle never stops the later ones
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from typing import Any
@@ -114,3 +115,18 @@ async def test_a_bad_settle_never_stops_the_later_ones(gateway, redis_server, ca
     backend.settle("fine", [(limit, 100)])
     await asyncio.wait_for(backend.flush(), 5)
     assert redis_server.command("EXISTS", backend.prefix + limit.key) == b":1\r\n"
+
+
+async def test_settles_resume_after_the_task_sending_them_was_cancelled(gateway, redis_server):
+    backend, limit = await tokens_backend(gateway, redis_server.url)
+    backend.settle("first", [(limit, 1_000)])  # 10 s of the bucket
+    await asyncio.wait_for(backend.flush(), 5)
+    before = tat(redis_server, backend.prefix + limit.key)
+    task = backend.pending_settles._drain_task
+    assert task is not None
+    task.cancel()  # as if a settle call were cancelled under it
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    backend.settle("second", [(limit, 100)])
+    await asyncio.wait_for(backend.flush(), 5)
+    assert tat(redis_server, backend.prefix + limit.key) == before + 100 * 10_000
