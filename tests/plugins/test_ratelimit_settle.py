@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 from typing import Any
 
@@ -130,3 +131,32 @@ async def test_settles_resume_after_the_task_sending_them_was_cancelled(gateway,
     backend.settle("second", [(limit, 100)])
     await asyncio.wait_for(backend.flush(), 5)
     assert tat(redis_server, backend.prefix + limit.key) == before + 100 * 10_000
+
+
+async def test_a_batched_call_leaves_every_bucket_as_one_call_per_settle_would(gateway, redis_server):
+    """Random settles of one to three buckets each, debts and refunds (some below empty): one call
+    for them all on one set of buckets, a call each on a twin set, and the twins agree."""
+    base = redis_config(redis_server.url, rate_limit=LIMITS)
+    batched = backend_of(await gateway({**base, "rate_limit": {**base["rate_limit"], "key_prefix": "batched"}}))
+    single = backend_of(await gateway({**base, "rate_limit": {**base["rate_limit"], "key_prefix": "single"}}))
+    # Slow buckets (10 s a unit or more): the milliseconds between the twins' calls change nothing.
+    limits = [Limit.of("gateway", f"b{i}:tokens", TOKENS, n, 600) for i, n in enumerate((6, 3, 2, 1))]
+    rng = random.Random(20)
+    settles = []
+    for i in range(40):
+        chosen = rng.sample(limits, rng.randint(1, 3))
+        settles.append((f"s{i}", [(limit, rng.choice((-30, -2, 1, 5, 40))) for limit in chosen]))
+    settles.append(("last", [(limits[1], 7), (limits[0], -10_000)]))
+    assert await batched.settle_now(settles) == [1] * len(settles)
+    for settle in settles:
+        assert await single.settle_now([settle]) == [1]
+    gone = 0
+    for limit in limits:
+        twins = [redis_server.command("GET", backend.prefix + limit.key) for backend in (batched, single)]
+        if twins[0] == b"$-1\r\n":  # refunded below empty: gone from both
+            assert twins[1] == twins[0]
+            gone += 1
+            continue
+        values = [int(value.split(b"\r\n")[1]) for value in twins]
+        assert values[0] == pytest.approx(values[1], abs=200_000)
+    assert 0 < gone < len(limits), gone  # both ways were exercised
