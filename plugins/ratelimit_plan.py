@@ -105,7 +105,7 @@ class Plan:
         in 1/``per_s`` seconds: the in-process backend's seconds, the Redis script's microseconds):
         per kind, the bucket with the least room left, the first of equals."""
         for limit_name, remaining_name, reset_name, members in self.kinds:
-            least = -1.0
+            least = math.inf  # every kind has a member: the first one always replaces it
             reset = 0.0
             per_minute = ""
             for i, capacity, interval_s, text in members:
@@ -113,7 +113,7 @@ class Plan:
                 room = capacity - after / interval_s
                 if room < 0.0:
                     room = 0.0
-                if least < 0.0 or room < least:
+                if room < least:
                     least, reset, per_minute = room, after, text
             headers[limit_name] = per_minute
             headers[remaining_name] = str(int(least + 1e-9))
