@@ -24,114 +24,46 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from gateway import Outcome, RateLimitError, RequestContext, StashKey, hookimpl
-from gateway.config import GatewayConfig, RateLimitSpec
+from gateway import Outcome, RateLimitError, RequestContext, hookimpl
+from gateway.config import GatewayConfig
 from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
 from gateway.routing import Target
 from gateway.server import first_process
-from plugins.ratelimit_backend import Charge, Decision, InProcessBackend, Limit, LimiterBackend
-from plugins.ratelimit_keys import RunTimeLimits, make_limits
-from plugins.ratelimit_plan import PROVIDER_KEY, Plan, Plans, format_duration, ratelimit_headers, too_many
+from plugins.ratelimit_backend import Charge, Decision
+from plugins.ratelimit_plan import Plan, format_duration, ratelimit_headers, too_many
+from plugins.ratelimit_state import (
+    CHARGED,
+    RATE_LIMIT,
+    RateLimitSettings,
+    RateLimitState,
+    build_state,
+    settings_of,
+    tokens_for,
+)
 from plugins.ratelimit_status import limits_health, redis_backend, start_backend
 from plugins.ratelimit_tokens import estimate_tokens, spent_tokens
+from plugins.store_breaker import STORE_ERRORS
 
-# The plugin's documented helpers, kept importable here.
-__all__ = ["estimate_tokens", "format_duration", "ratelimit_headers"]
-
-
-class RateLimitSettings(RateLimitSpec):
-    """The top-level ``rate_limit`` section: the global limits plus options for every level."""
-
-    # Wait up to this long for room instead of answering 429 at once.
-    max_wait_s: float = Field(0.0, ge=0, le=300)
-    # A bucket holds this many seconds' worth of its rate: 60 lets a
-    # whole minute's quota arrive at once; smaller values smooth bursts. Never below one unit.
-    window_s: float = Field(60.0, gt=0, le=3600)
-    # Where buckets live: this process (memory) or Redis, shared by every worker and replica.
-    backend: Literal["memory", "redis"] = "memory"
-    # Redis slow or gone: enforce this process's share of each limit (local), admit (open), or 503.
-    on_store_error: Literal["local", "open", "closed"] = "local"
-    # Replicas of this gateway (pods, hosts) sharing the limits; with the workers of each, the
-    # number of processes a limit is divided between under on_store_error: local.
-    replicas: int = Field(1, ge=1, le=10_000)
-    # Completion tokens reserved for a request that sets no max_tokens (0: the prompt only).
-    default_max_tokens: int = Field(0, ge=0)
-    # Redis key prefix, so several gateways (or environments) can share one Redis.
-    key_prefix: str = Field("llmgw", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitState:
-    backend: LimiterBackend
-    max_wait_s: float
-    global_limits: tuple[Limit, ...]
-    provider_limits: dict[str, tuple[Limit, ...]]
-    key_limits: dict[str, tuple[Limit, ...]]
-    default_max_tokens: int = 0
-    run_time: RunTimeLimits = field(default_factory=lambda: RunTimeLimits(60.0))  # virtual keys' limits
-    # The backend when it is this process's memory: an admission then needs no coroutine.
-    local: InProcessBackend | None = field(init=False, default=None)
-    # Every limit a (key, provider) pair is charged against, laid out once per pair.
-    plans: Plans = field(init=False)
-    # Per provider, its limits alone: what a fallback target is charged.
-    provider_plans: dict[str, Plan] = field(init=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.backend, InProcessBackend):
-            object.__setattr__(self, "local", self.backend)
-        object.__setattr__(self, "plans", Plans(self.key_limits, self.limits_for))
-        object.__setattr__(self, "provider_plans", {name: Plan.of(limits)
-                                                    for name, limits in self.provider_limits.items()})
-
-    def limits_for(self, ctx: RequestContext, target: int = 0) -> tuple[Limit, ...]:
-        limits = self.global_limits
-        if ctx.targets:
-            limits += self.provider_limits.get(ctx.targets[target].provider.name, ())
-        if ctx.principal is not None:
-            limits += self.key_limits.get(ctx.principal.name) or self.run_time.of(ctx.principal)
-        return limits
-
-
-RATE_LIMIT: web.AppKey[RateLimitState] = web.AppKey("llm_gateway.ratelimit")
-# What this request was charged, so the token reservation can be settled once usage is known:
-# per admission, (the plan charged, its token estimate, the provider it was charged for).
-CHARGED: StashKey[list[tuple[Plan, int, str | None]]] = StashKey("ratelimit.charged")
+# The plugin's documented helpers (and its state, for tests and benchmarks), kept importable here.
+__all__ = ["RATE_LIMIT", "RateLimitSettings", "build_state", "estimate_tokens", "format_duration",
+           "ratelimit_headers", "tokens_for"]
 log = logging.getLogger("llm_gateway.ratelimit")
 
 
-def settings_of(config: GatewayConfig) -> RateLimitSettings:
-    return config.section("rate_limit") or RateLimitSettings()
-
-
-def build_state(config: GatewayConfig, backend: LimiterBackend | None = None) -> RateLimitState | None:
-    settings = settings_of(config)
-    w = settings.window_s
-    providers = {p.name: make_limits(f"provider '{p.name}'", f"{PROVIDER_KEY}{p.name}", p.rate_limit, w)
-                 for p in config.providers}
-    keys = {k.name: make_limits(f"key '{k.name}'", f"key:{k.name}", k.rate_limit, w) for k in config.auth.keys}
-    state = RateLimitState(
-        backend or InProcessBackend(), settings.max_wait_s, make_limits("gateway", "global", settings, w),
-        {name: limits for name, limits in providers.items() if limits},
-        {name: limits for name, limits in keys.items() if limits},
-        settings.default_max_tokens, RunTimeLimits(w),
-    )
-    # An admin section makes virtual keys, whose limits arrive at run time on their principals.
-    run_time_keys = config.section("admin") is not None
-    return state if state.global_limits or state.provider_limits or state.key_limits or run_time_keys else None
-
-
-async def admit(state: RateLimitState, charges: Sequence[Charge]) -> Decision:
-    """Charge every bucket, waiting (up to ``max_wait_s``) while any lacks room."""
-    decision = await state.backend.acquire(charges)
-    if decision.admitted:  # the usual case: no deadline to work out
-        return decision
+async def admit(state: RateLimitState, charges: Sequence[Charge], decision: Decision | None = None) -> Decision:
+    """Charge every bucket, waiting (up to ``max_wait_s``) while any lacks room; ``decision``:
+    a refusal the backend already answered for these charges."""
+    if decision is None:
+        decision = await state.backend.acquire(charges)
+        if decision.admitted:  # the usual case: no deadline to work out
+            return decision
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.max_wait_s
     while True:
@@ -191,34 +123,55 @@ async def gateway_startup(app: web.Application) -> None:
         await start_backend(app, state.backend)
 
 
-def tokens_for(ctx: RequestContext, state: RateLimitState, plan: Plan) -> int:
-    """The request's token estimate, when any of the plan's limits counts tokens."""
-    return estimate_tokens(ctx, state.default_max_tokens) if plan.token_limits else 0
-
-
-def provider_of(ctx: RequestContext, target: int = 0) -> str | None:
-    return ctx.targets[target].provider.name if ctx.targets else None
-
-
 @hookimpl(trylast=True)
 def gateway_request_received(ctx: RequestContext) -> Awaitable[None] | None:
     state = ctx.app.get(RATE_LIMIT)
     if state is None:
         return None
-    local = state.local
-    if local is not None and (len(ctx.targets) < 2 or not state.provider_limits):
-        # In memory with one candidate target, the usual admission is decided here and now over
-        # the plan's prebuilt rows; a refusal (it may wait up to max_wait_s) takes the general way.
+    if len(ctx.targets) < 2 or not state.provider_limits:
+        # One candidate target: the usual admission goes over the plan's prebuilt forms, decided
+        # here and now in memory, or sent to Redis now (with this loop turn's other commands); a
+        # refusal (it may wait up to max_wait_s) takes the general way.
+        local, remote = state.local, state.remote
         plan = state.plans.of(ctx)
         if not plan.rows:
             return None
         tokens = tokens_for(ctx, state, plan)
-        afters = local.take_rows(plan.rows, tokens)
-        if afters is not None:
-            ctx.stash[CHARGED] = [(plan, tokens, provider_of(ctx))]
-            plan.put_headers(ctx.response_headers, afters)
-            return None
+        if local is not None:
+            afters = local.take_rows(plan.rows, tokens)
+            if afters is not None:
+                ctx.stash[CHARGED] = [(plan, tokens)]
+                plan.put_headers(ctx.response_headers, afters)
+                return None
+        elif remote is not None and (sent := remote.send(plan, tokens)) is not None:
+            return remote_admission(ctx, state, plan, tokens, sent)
     return admission(ctx, state)
+
+
+async def remote_admission(ctx: RequestContext, state: RateLimitState, plan: Plan, tokens: int,
+                           sent: asyncio.Future[list[Any]]) -> None:
+    """The usual admission on Redis, from the reply to the plan's call: admitted, its headers
+    from the reply's times to empty; refused or failed, the general way's 429, wait or
+    ``on_store_error`` from the same reply (no second round trip but a NOSCRIPT's retry)."""
+    remote = state.remote
+    assert remote is not None
+    try:
+        reply = await sent
+    except STORE_ERRORS as exc:
+        charges = plan.charges(tokens)
+        reply = await remote.retry(exc, (*plan.admit, str(tokens)))
+        decision = await remote.degraded(charges) if reply is None else remote.decision(charges, reply)
+    else:
+        if remote.admitted(reply):
+            ctx.stash[CHARGED] = [(plan, tokens)]
+            plan.put_headers(ctx.response_headers, reply, 1e6)  # the script's microseconds
+            return
+        charges = plan.charges(tokens)
+        decision = remote.decision(charges, reply)
+    if not decision.admitted:
+        decision = await admit(state, charges, decision)
+    ctx.stash[CHARGED] = [(plan, tokens)]
+    ctx.response_headers.update(ratelimit_headers(decision.views))
 
 
 async def admission(ctx: RequestContext, state: RateLimitState) -> None:
@@ -239,7 +192,7 @@ async def admission(ctx: RequestContext, state: RateLimitState) -> None:
             continue
         if i:
             ctx.targets = ctx.targets[i:]
-        ctx.stash[CHARGED] = [(plan, tokens, provider_of(ctx))]
+        ctx.stash[CHARGED] = [(plan, tokens)]
         ctx.response_headers.update(ratelimit_headers(decision.views))
         return
     assert first_refusal is not None
@@ -259,7 +212,7 @@ async def gateway_fallback(ctx: RequestContext, target: Target) -> None:
     charged = ctx.get(CHARGED)
     if charged is None:
         charged = ctx[CHARGED] = []
-    charged.append((plan, tokens, target.provider.name))
+    charged.append((plan, tokens))
     ctx.response_headers.update(ratelimit_headers(decision.views))
 
 
@@ -272,8 +225,8 @@ def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
         return
     spent = spent_tokens(outcome)  # None: unknown, the reservation stands
     adjustments = []
-    for plan, tokens, provider in charged:
-        served = provider == outcome.provider
+    for plan, tokens in charged:
+        served = plan.provider == outcome.provider
         for limit, capacity, everyone in plan.token_limits:
             amount = tokens if tokens <= capacity else capacity  # as charged
             used = (amount if spent is None else spent) if served or everyone else 0

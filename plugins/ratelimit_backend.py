@@ -93,7 +93,7 @@ class LimiterBackend(Protocol):
         below empty): the correction once a request's real token usage is known. Called once
         per request, after the client has its last byte; must not wait for a store (queue the
         work instead). A backend that may deliver a settle twice makes it idempotent under an
-        id of its own derived from ``request_id`` (which a client may choose, so not it alone)."""
+        id of its own, never ``request_id`` alone (a client may choose it)."""
 
     async def close(self) -> None:
         """Release connections; called once at shutdown."""
