@@ -110,6 +110,9 @@ class RedisStore:
         # lookup is worth less than the time a client would wait for it.
         self.guard_s = connections.settings.timeout_s
         self.breaker = CircuitBreaker(STORE_BREAKER, clock)
+        # The breaker is closed and heard a success last: another success changes nothing it acts
+        # on (it opens on consecutive errors only), so it is not told again.
+        self.clean = True
 
     def lookup(self, key: str) -> asyncio.Future[Any] | None:
         """Start a lookup now, on the connection the request path shares (``gateway.redis_pipeline``):
@@ -119,10 +122,23 @@ class RedisStore:
         if not self.breaker.allow():
             return None
         fut = self.connections.pipeline(self.url).call("GET", KEY_PREFIX + key)
-        fut.add_done_callback(self._looked_up)
+        fut.add_done_callback(self.heard)
         return fut
 
-    def _looked_up(self, fut: asyncio.Future[Any]) -> None:
+    def send(self, key: str, value: bytes, ttl_s: float) -> asyncio.Future[Any] | None:
+        """``set`` without a coroutine, for a key this process holds no lock on (else ``set``):
+        the SET goes out now on the pipelined connection, with whatever else this loop iteration
+        sends; its future, which the breaker hears of, or None when nothing was sent (too large,
+        or the breaker keeps Redis off the request path)."""
+        if len(key) + len(value) > self.max_bytes or not self.breaker.allow():
+            return None
+        fut = self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, pack(value), "PX",
+                                                       max(1, int(ttl_s * 1000)))
+        fut.add_done_callback(self.heard)
+        return fut
+
+    def heard(self, fut: asyncio.Future[Any]) -> None:
+        """How a pipelined command went, for the breaker."""
         exc = None if fut.cancelled() else fut.exception()  # retrieved here: never "never retrieved"
         if isinstance(exc, STORE_ERRORS):
             self._failed(exc)
@@ -211,14 +227,17 @@ class RedisStore:
         """The connections belong to the app's ``RedisConnections``, closed after the plugins."""
 
     def _failed(self, exc: BaseException) -> None:
-        was = self.breaker.state
+        was, self.clean = self.breaker.state, False
         self.breaker.record(False)
         if was != OPEN and self.breaker.state == OPEN:
             # The type only: a message may repeat the URL, and the URL may hold a password.
             log.warning("response cache store unreachable (%s): serving without the cache", type(exc).__name__)
 
     def _succeeded(self) -> None:
+        if self.clean:
+            return
         was = self.breaker.state
         self.breaker.record(True)
-        if was != CLOSED and self.breaker.state == CLOSED:
+        self.clean = self.breaker.state == CLOSED
+        if was != CLOSED and self.clean:
             log.info("response cache store reachable again")
