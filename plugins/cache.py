@@ -40,6 +40,7 @@ from gateway.config import GatewayConfig
 from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
 from plugins.cache_keys import cache_control, cache_key, cacheable
+from plugins.cache_redis import STORE_ERRORS, unpack_found
 from plugins.cache_settings import CacheSettings
 from plugins.cache_state import CacheState, Pending, in_background, store, store_later
 from plugins.cache_store import CacheBackend, InProcessLRU, RedisStore
@@ -109,16 +110,6 @@ def gateway_request_received(ctx: RequestContext) -> None:
         ctx[EARLY] = (key, lookup)
 
 
-async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: bool = False) -> bytes | None:
-    """The lookup started with the admission if it is for this key (a claim with a lock: a hit)."""
-    early = ctx.get(EARLY)
-    if early is not None and early[0] == key:
-        raw = await RedisStore.found(early[1])
-        if raw is not None or not claim or not getattr(state.backend, "lock_wait_s", 0):
-            return raw
-    return await (state.backend.claim(key) if claim else state.backend.get(key))
-
-
 @hookimpl
 def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[ShortCircuit | None] | None:
     """Decided here and now on the memory backend; a coroutine for a shared store's answer, or
@@ -154,11 +145,23 @@ def bypass(ctx: RequestContext, state: CacheState, key: str, store: bool) -> Non
 
 
 async def shared_lookup(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
-    if ctx.stream:
-        return answer(ctx, state, key, await looked_up(ctx, state, key))
-    if state.flights.lead(key):
-        return led(ctx, state, key, await looked_up(ctx, state, key, claim=True))
-    return await followed(ctx, state, key)
+    """A stream's lookup, or a flight's leader's claim; else the answer of the request it follows.
+    The lookup started with the admission is used when it is for this key (a claim with a lock
+    takes only a hit from it: a miss must take the lock)."""
+    leads = not ctx.stream and state.flights.lead(key)
+    if not ctx.stream and not leads:
+        return answer(ctx, state, key, await state.flights.follow(key))
+    early = ctx.get(EARLY)
+    if early is not None and early[0] == key:
+        try:
+            raw = unpack_found(await early[1])
+        except STORE_ERRORS:
+            raw = None
+        if raw is not None or not leads or not getattr(state.backend, "lock_wait_s", 0):
+            return led(ctx, state, key, raw) if leads else answer(ctx, state, key, raw)
+    if leads:
+        return led(ctx, state, key, await state.backend.claim(key))
+    return answer(ctx, state, key, await state.backend.get(key))
 
 
 async def followed(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:

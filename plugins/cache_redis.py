@@ -72,6 +72,11 @@ def pack(value: bytes) -> bytes:
     return RAW + value
 
 
+def unpack_found(stored: bytes | None) -> bytes | None:
+    """What a GET found: the value ``pack`` stored, None for a miss."""
+    return None if stored is None else unpack(stored)
+
+
 def unpack(stored: bytes) -> bytes | None:
     """The value ``pack`` stored; None for anything else (a foreign or damaged entry is a miss)."""
     head, body = stored[:1], stored[1:]
@@ -128,14 +133,12 @@ class RedisStore:
     def send(self, key: str, value: bytes, ttl_s: float) -> asyncio.Future[Any] | None:
         """``set`` without a coroutine, for a key this process holds no lock on (else ``set``):
         the SET goes out now on the pipelined connection, with whatever else this loop iteration
-        sends; its future, which the breaker hears of, or None when nothing was sent (too large,
-        or the breaker keeps Redis off the request path)."""
+        sends; its future (the caller hands it to ``heard`` when done, for the breaker), or None
+        when nothing was sent (too large, or the breaker keeps Redis off the request path)."""
         if len(key) + len(value) > self.max_bytes or not self.breaker.allow():
             return None
-        fut = self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, pack(value), "PX",
-                                                       max(1, int(ttl_s * 1000)))
-        fut.add_done_callback(self.heard)
-        return fut
+        return self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, pack(value), "PX",
+                                                        max(1, int(ttl_s * 1000)))
 
     def heard(self, fut: asyncio.Future[Any]) -> None:
         """How a pipelined command went, for the breaker."""
@@ -151,10 +154,9 @@ class RedisStore:
         if lookup is None:
             return None
         try:
-            stored = await lookup
+            return unpack_found(await lookup)
         except STORE_ERRORS:
             return None
-        return None if stored is None else unpack(stored)
 
     async def get(self, key: str) -> bytes | None:
         return await self.found(self.lookup(key))

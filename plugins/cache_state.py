@@ -49,8 +49,13 @@ class Pending:
     value: bytes | None = None
 
     def stored(self, sent: asyncio.Future[Any]) -> None:
-        """A store sent without a task (``RedisStore.send``) is answered: the flight may end."""
-        self.state.storing.discard(sent)
+        """A store sent without a task (``RedisStore.send``) is answered: the breaker hears how it
+        went, and the flight may end."""
+        state = self.state
+        state.storing.discard(sent)
+        backend = state.backend
+        assert isinstance(backend, RedisStore)
+        backend.heard(sent)
         if self.leads:
             self.state.flights.end(self.key)
 
