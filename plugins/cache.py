@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -39,7 +40,7 @@ from gateway import Outcome, RequestContext, ShortCircuit, StashKey, hookimpl
 from gateway.config import GatewayConfig
 from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
-from plugins.cache_keys import cache_control, cache_key, cacheable
+from plugins.cache_keys import cache_control, cacheable, key_input
 from plugins.cache_redis import STORE_ERRORS, unpack_found
 from plugins.cache_settings import CacheSettings
 from plugins.cache_state import CacheState, Pending, in_background, store, store_later
@@ -51,8 +52,9 @@ CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
 
 CACHE: web.AppKey[CacheState] = web.AppKey("llm_gateway.cache")
 PENDING: StashKey[Pending] = StashKey("cache.pending")
-# A shared store's lookup started with the request's admission: its key and the lookup.
-EARLY: StashKey[tuple[str, asyncio.Future[Any]]] = StashKey("cache.early")
+# A shared store's lookup started with the request's admission: its key, the lookup, and what the
+# key was hashed from (the same again at gateway_before_upstream: the same key, not hashed again).
+EARLY: StashKey[tuple[str, asyncio.Future[Any], bytes]] = StashKey("cache.early")
 
 
 def mark(ctx: RequestContext, outcome: str) -> None:
@@ -104,10 +106,13 @@ def gateway_request_received(ctx: RequestContext) -> None:
         return
     if ctx.request.headers.get("Cache-Control") and {"no-cache", "no-store"} & cache_control(ctx):
         return
-    key = cache_key(ctx, state.per_key)
+    data = key_input(ctx, state.per_key)
+    if data is None:
+        return
+    key = sha256(data).hexdigest()
     # Not while this process fetches or stores the same answer: never a value read before that store.
-    if key is not None and key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
-        ctx[EARLY] = (key, lookup)
+    if key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
+        ctx[EARLY] = (key, lookup, data)
 
 
 @hookimpl
@@ -120,9 +125,11 @@ def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[Sho
     # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
     if state is None or op is None or op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
         return None
-    key = cache_key(ctx, state.per_key)
-    if key is None:
+    data = key_input(ctx, state.per_key)
+    if data is None:
         return None
+    early = ctx.get(EARLY) if state.local is None else None
+    key = early[0] if early is not None and early[2] == data else sha256(data).hexdigest()
     if ctx.request.headers.get("Cache-Control"):  # most requests send none: no set to build
         directives = cache_control(ctx)
         if "no-cache" in directives or "no-store" in directives:
