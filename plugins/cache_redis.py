@@ -29,6 +29,7 @@ import redis.exceptions
 
 from gateway.config import CircuitBreakerConfig
 from gateway.redis_client import RedisConnections
+from gateway.redis_pipeline import AutoPipeline
 from gateway.resilience import CLOSED, OPEN, CircuitBreaker
 
 log = logging.getLogger("llm_gateway.cache")
@@ -118,6 +119,7 @@ class RedisStore:
         # The breaker is closed and heard a success last: another success changes nothing it acts
         # on (it opens on consecutive errors only), so it is not told again.
         self.clean = True
+        self.pipe: AutoPipeline | None = None
 
     def lookup(self, key: str) -> asyncio.Future[Any] | None:
         """Start a lookup now, on the connection the request path shares (``gateway.redis_pipeline``):
@@ -126,7 +128,7 @@ class RedisStore:
         takes the answer; the breaker hears of it either way, even when nobody takes it."""
         if not self.breaker.allow():
             return None
-        fut = self.connections.pipeline(self.url).call("GET", KEY_PREFIX + key)
+        fut = (self.pipe or self._pipeline()).call("GET", KEY_PREFIX + key)
         fut.add_done_callback(self.heard)
         return fut
 
@@ -137,16 +139,23 @@ class RedisStore:
         when nothing was sent (too large, or the breaker keeps Redis off the request path)."""
         if len(key) + len(value) > self.max_bytes or not self.breaker.allow():
             return None
-        return self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, pack(value), "PX",
-                                                        max(1, int(ttl_s * 1000)))
+        return (self.pipe or self._pipeline()).call("SET", KEY_PREFIX + key, pack(value), "PX",
+                                                    max(1, int(ttl_s * 1000)))
 
     def heard(self, fut: asyncio.Future[Any]) -> None:
         """How a pipelined command went, for the breaker."""
-        exc = None if fut.cancelled() else fut.exception()  # retrieved here: never "never retrieved"
+        if fut.cancelled():
+            return
+        exc = fut.exception()  # retrieved here: never "never retrieved"
         if isinstance(exc, STORE_ERRORS):
             self._failed(exc)
-        elif not fut.cancelled():
+        elif not self.clean:
             self._succeeded()
+
+    def _pipeline(self) -> AutoPipeline:
+        """The request path's pipelined connection to this store, asked for once."""
+        pipe = self.pipe = self.connections.pipeline(self.url)
+        return pipe
 
     @staticmethod
     async def found(lookup: asyncio.Future[Any] | None) -> bytes | None:
@@ -212,7 +221,7 @@ class RedisStore:
         try:
             if script is None:  # a plain store: on the shared pipelined connection, no pool checkout
                 value, px = args[0], args[1]
-                result = await self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, value, "PX", px)
+                result = await (self.pipe or self._pipeline()).call("SET", KEY_PREFIX + key, value, "PX", px)
             else:
                 async with asyncio.timeout(self.guard_s):
                     # EVALSHA, loaded again by redis-py when a restarted Redis answers NOSCRIPT.
