@@ -83,3 +83,49 @@ async def test_the_pipelined_connection_leaves_the_pool_whole(redis_server: Redi
         assert clients >= 3  # this test's own, the pipelined one, the pooled one
     finally:
         await conns.close()
+
+
+async def test_a_command_cancelled_before_its_write_is_not_sent(redis_server: RedisServer) -> None:
+    conns = RedisConnections(RedisConfig(url=redis_server.url, timeout_s=TIMEOUT_S))
+    try:
+        pipe = conns.pipeline()
+        await pipe.call("PING")  # connected
+        pipe.recent.clear()
+        dropped, kept = pipe.call("SET", "dropped", "1"), pipe.call("ECHO", "kept")
+        dropped.cancel()
+        assert await kept == b"kept"
+        assert list(pipe.recent) == [("ECHO",)]
+        assert await pipe.call("EXISTS", "dropped") == 0
+    finally:
+        await conns.close()
+
+
+async def test_redis_closing_the_connection_fails_what_is_in_flight_and_the_next_command_reconnects(
+        redis_server: RedisServer) -> None:
+    conns = RedisConnections(RedisConfig(url=redis_server.url, timeout_s=2.0))
+    try:
+        pipe = conns.pipeline()
+        client_id = await pipe.call("CLIENT", "ID")
+        waiting = pipe.call("BLPOP", "never-pushed", 5)  # in flight until Redis drops the connection
+        await asyncio.sleep(0.05)  # written
+        assert redis_server.command("CLIENT", "KILL", "ID", str(client_id)) == b":1\r\n"
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await asyncio.wait_for(waiting, 1.0)
+        assert await pipe.call("PING") == b"PONG"  # a new connection
+    finally:
+        await conns.close()
+
+
+async def test_one_timer_for_the_pipeline_and_nothing_kept_once_answered(redis_server: RedisServer) -> None:
+    conns = RedisConnections(RedisConfig(url=redis_server.url, timeout_s=TIMEOUT_S))
+    try:
+        pipe = conns.pipeline()
+        for i in range(100):  # a hundred batches, each answered long before its bound
+            assert await pipe.call("ECHO", str(i)) == str(i).encode()
+        assert pipe.batches == 100
+        await asyncio.sleep(0.2)  # past every bound: the timer forgot the answered batches and stopped
+        assert not pipe._timed and pipe._timer is None
+        assert await pipe.call("ECHO", "later") == b"later"  # and a new batch sets it again
+        assert pipe._timer is not None
+    finally:
+        await conns.close()
