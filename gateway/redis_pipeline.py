@@ -2,31 +2,28 @@
 
 Sent one by one through a pool, each command on the request path (an admission, a cache lookup)
 pays a pool checkout, a lock, a timeout object and a write, and one request's admission and lookup
-cost two round trips. ``AutoPipeline`` keeps one connection of its own (made with the pool's
-settings, not taken from it): every command called in one event-loop iteration goes out in one
-write, replies come back in order, and each caller's future is resolved as its reply is read. A
-request that starts its lookup and its admission in one iteration waits for one round trip, and a
-burst of concurrent requests shares writes.
+cost two round trips. ``AutoPipeline`` keeps one connection of its own (the pool's settings, not
+taken from it): every command called in one event-loop iteration goes out in one write, replies
+come back in order, and each caller's future is resolved as its reply is read.
 
-A command costs a future and two list appends; the rest is per batch or per read, and no task
-or coroutine while the connection is up: the batch's first command queues its write as a callback
-(next loop iteration, after every command of this one), straight to the transport. After
-redis-py's handshake the transport's protocol is ``Replies``: one hiredis reader parses each read
-in C (often a whole batch's replies) and resolves the futures in that callback. Only connecting is
-a task. While Redis does not read (writing paused: Redis stopped) nothing more is written.
+A command costs a future and two list appends; the rest is per batch or per read, and no task or
+coroutine while connected: the batch's first command queues its write as a callback (next loop
+iteration, after every command of this one), straight to the transport. After redis-py's
+handshake the transport's protocol is ``Replies``: one hiredis reader parses each read in C and
+resolves the futures in that callback. Only connecting is a task. While Redis does not read
+(writing paused: Redis stopped) nothing more is written.
 
 Bounds: one timer for the pipeline, set for the oldest batch not answered yet (under load it fires
-about once per ``timeout_s``, not per batch). A command still unanswered ``timeout_s`` after it
-was called, and after it was written (a busy loop may write it late), fails with ``TimeoutError``
-(the caller's store-error policy takes over) when Redis has answered nothing since the batch was
-written: Redis is stopped, gone or stuck. When Redis has answered since, it is alive and working
-through what was sent before (replies come in order): the wait is the event loop's, and failing
-would hand a busy gateway's admissions to ``on_store_error`` and open the breaker on a healthy
-Redis; the batch gets ``timeout_s`` more, up to ``MAX_WAITS`` times in all. Before failing, the
-expiry lets the loop read what already arrived (three turns). A reply that comes after its
-command failed is dropped. A connection error fails every command in flight; the next command
-connects again (within the pool's connect timeout). A stopped Redis keeps the connection: its
-replies still come in order once it runs again.
+about once per ``timeout_s``). A command still unanswered ``timeout_s`` after it was called, and
+after it was written (a busy loop may write it late), fails with ``TimeoutError`` (the caller's
+store-error policy takes over) when Redis has answered nothing since the batch was written: Redis
+is stopped, gone or stuck. When Redis has answered since, it is alive and working through what was
+sent before: the wait is the event loop's, and failing would hand a busy gateway's admissions to
+``on_store_error`` and open the breaker on a healthy Redis; the batch gets ``timeout_s`` more, up
+to ``MAX_WAITS`` times in all. Before failing, the expiry lets the loop read what already arrived
+(three turns). A reply that comes after its command failed is dropped. A connection error fails
+every command in flight; the next command connects again (within the pool's connect timeout). A
+stopped Redis keeps the connection: its replies still come in order once it runs again.
 """
 
 from __future__ import annotations
@@ -50,8 +47,7 @@ DONE = asyncio.Future.done  # called by map() in C over a batch's futures (the l
 
 
 class Recent(deque[list[tuple[Any, ...]]]):
-    """The command names of the last writes, for tests and benchmarks; worked out when read, so a
-    write only keeps a reference to its list of commands."""
+    """The command names of the last writes (tests, benchmarks), worked out only when read."""
 
     def __init__(self, writes: int = 16) -> None:
         super().__init__(maxlen=writes)
@@ -77,8 +73,7 @@ class Batch:
 
 
 class Replies(asyncio.Protocol):
-    """The connection's protocol once redis-py's handshake is done: every read goes to the
-    pipeline that attached it, for as long as it is the pipeline's current one."""
+    """The transport's protocol after redis-py's handshake, while its pipeline's current one."""
 
     def __init__(self, pipe: AutoPipeline, transport: asyncio.WriteTransport, conn: AbstractConnection) -> None:
         self.pipe = pipe
@@ -126,6 +121,7 @@ class AutoPipeline:
         self._replies: Replies | None = None  # set while connected
         self._attached: Replies | None = None  # the protocol of the connection's transport
         self._paused = False
+        self._queued = False  # a write is queued for the next loop iteration
         self._connecting: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -150,13 +146,16 @@ class AutoPipeline:
         if self._timer is None:
             self._timer = loop.call_at(batch.deadline, self._tick)
         if self._replies is not None:
-            loop.call_soon(self._flush)
+            if not self._queued:  # one queued write at a time: it takes every command called until it runs
+                self._queued = True
+                loop.call_soon(self._flush, True)
         elif self._connecting is None:
             self._connecting = loop.create_task(self._connect())
         return batch
 
-    def _flush(self) -> None:
+    def _flush(self, queued: bool = False) -> None:
         """Write the batch, if connected and Redis reads; else the connection's end writes it."""
+        self._queued = self._queued and not queued
         batch, replies = self._batch, self._replies
         if batch is None or self._paused:
             return
@@ -264,10 +263,8 @@ class AutoPipeline:
             self._broken(exc)
 
     def _broken(self, exc: BaseException) -> None:
-        """Fail what is in flight (and what waited for the connection) and drop the connection;
-        the next command connects again."""
-        failed = [*self._waiting]
-        self._waiting.clear()
+        """Fail what is in flight (or waited to connect), drop the connection; the next connects again."""
+        failed, self._waiting = [*self._waiting], deque()
         if self._replies is None and self._batch is not None:  # never written: no connection
             failed += self._batch.futures
             self._batch = None
