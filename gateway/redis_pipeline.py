@@ -1,28 +1,29 @@
 """One Redis connection for the commands a client waits on, pipelined automatically.
 
-The commands on the request path (a rate-limit admission, a cache lookup) are small and many at
-once. Sent one by one through a pool, each pays a pool checkout, a lock, a timeout object and a
-write of its own, and two commands one request needs (its admission and its cache lookup) would
-cost it two round trips. ``AutoPipeline`` instead keeps one connection of its own (made with the
-pool's settings, not taken from it): every command called in the same event-loop iteration goes out
-in one write, the replies come back in the same order (Redis answers a connection's commands in
-order), and each caller's future is resolved as its reply is read. A request that starts its
-cache lookup and then its admission in one iteration therefore waits for one round trip, and a
-burst of concurrent requests shares writes.
+Sent one by one through a pool, each command on the request path (an admission, a cache lookup)
+pays a pool checkout, a lock, a timeout object and a write, and one request's admission and lookup
+cost two round trips. ``AutoPipeline`` keeps one connection of its own (the pool's settings, not
+taken from it): every command called in one event-loop iteration goes out in one write, replies
+come back in order, and each caller's future is resolved as its reply is read.
 
-Bounds: every batch has one timer. A command still unanswered ``timeout_s`` after it was called,
-and after it was written (a busy loop may write it late), fails with ``TimeoutError`` (the caller's
+A command costs a future and two list appends; the rest is per batch or per read, and no task or
+coroutine while connected: the batch's first command queues its write as a callback (next loop
+iteration, after every command of this one), straight to the transport. After redis-py's
+handshake the transport's protocol is ``Replies``: one hiredis reader parses each read in C and
+resolves the futures in that callback. Only connecting is a task. While Redis does not read
+(writing paused: Redis stopped) nothing more is written.
+
+Bounds: one timer for the pipeline, set for the oldest batch not answered yet (under load it fires
+about once per ``timeout_s``). A command still unanswered ``timeout_s`` after it was called, and
+after it was written (a busy loop may write it late), fails with ``TimeoutError`` (the caller's
 store-error policy takes over) when Redis has answered nothing since the batch was written: Redis
-is stopped, gone or stuck. When Redis has answered
-since, it is alive and working through what was sent before (the replies come in order), and the
-wait is the event loop's, not Redis's: failing then would hand a busy gateway's admissions to
-``on_store_error`` and open the breaker on a healthy Redis. The timer is then set once more, up to
-``MAX_WAITS`` times ``timeout_s`` in all. Before failing, the expiry lets the loop read what has
-already arrived: three turns of the loop (a reply polled in the turn the timer fired wakes the
-reader one turn later, and uvloop runs that wake-up after the callbacks queued before it). A reply
-that comes after its command failed is dropped. A connection error fails every command in flight;
-the next command connects again (within the pool's connect timeout). A Redis that is stopped keeps
-the connection: its replies still come in order once it runs again.
+is stopped, gone or stuck. When Redis has answered since, it is alive and working through what was
+sent before: the wait is the event loop's, and failing would hand a busy gateway's admissions to
+``on_store_error`` and open the breaker on a healthy Redis; the batch gets ``timeout_s`` more, up
+to ``MAX_WAITS`` times in all. Before failing, the expiry lets the loop read what already arrived
+(three turns). A reply that comes after its command failed is dropped. A connection error fails
+every command in flight; the next command connects again (within the pool's connect timeout). A
+stopped Redis keeps the connection: its replies still come in order once it runs again.
 """
 
 from __future__ import annotations
@@ -41,46 +42,67 @@ from redis.exceptions import ConnectionError as StoreConnectionError
 from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
 MAX_WAITS = 4
-READ_SIZE = 65536
 INCOMPLETE = object()  # hiredis's answer while a reply is not complete yet
 DONE = asyncio.Future.done  # called by map() in C over a batch's futures (the loop's own futures)
 
 
-class Recent:
-    """The command names of the last writes, for tests and benchmarks; worked out when read, so a
-    write only keeps a reference to its list of commands."""
-
-    __slots__ = ("_writes",)
+class Recent(deque[list[tuple[Any, ...]]]):
+    """The command names of the last writes (tests, benchmarks), worked out only when read."""
 
     def __init__(self, writes: int = 16) -> None:
-        self._writes: deque[list[tuple[Any, ...]]] = deque(maxlen=writes)
+        super().__init__(maxlen=writes)
 
-    def append(self, commands: list[tuple[Any, ...]]) -> None:
-        self._writes.append(commands)
+    def __getitem__(self, i: int) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(str(command[0]) for command in super().__getitem__(i))
 
-    def clear(self) -> None:
-        self._writes.clear()
-
-    def __len__(self) -> int:
-        return len(self._writes)
-
-    def __getitem__(self, i: int) -> tuple[str, ...]:
-        return tuple(str(command[0]) for command in self._writes[i])
-
-    def __iter__(self) -> Iterator[tuple[str, ...]]:
-        return (self[i] for i in range(len(self._writes)))
+    def __iter__(self) -> Iterator[tuple[str, ...]]:  # type: ignore[override]
+        return (self[i] for i in range(len(self)))
 
 
 class Batch:
-    """The commands of one loop iteration, written together, bounded by one timer."""
+    """The commands of one loop iteration, written together, bounded by ``deadline``."""
 
-    __slots__ = ("commands", "futures", "waits", "written_at")
+    __slots__ = ("commands", "deadline", "futures", "waits", "written_at")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
         self.commands: list[tuple[Any, ...]] = []
         self.futures: list[asyncio.Future[Any]] = []
+        self.deadline = deadline
         self.written_at = math.inf
         self.waits = 0
+
+
+class Replies(asyncio.Protocol):
+    """The transport's protocol after redis-py's handshake, while its pipeline's current one."""
+
+    def __init__(self, pipe: AutoPipeline, transport: asyncio.WriteTransport, conn: AbstractConnection) -> None:
+        self.pipe = pipe
+        self.transport = transport
+        # Error replies become the exceptions redis-py would raise (NoScriptError for NOSCRIPT...).
+        self.parser = Reader(protocolError=InvalidResponse, replyError=conn._parser.parse_error,
+                             notEnoughData=INCOMPLETE)
+        loop = asyncio.get_running_loop()
+        self.time = loop.time
+        self.closed = loop.create_future()  # the transport's end, for close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.pipe._replies is self:
+            self.pipe._received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.pipe._replies is self:
+            self.pipe._broken(exc or StoreConnectionError("Redis closed the connection"))
+
+    def pause_writing(self) -> None:
+        if self.pipe._replies is self:
+            self.pipe._paused = True
+
+    def resume_writing(self) -> None:
+        if self.pipe._replies is self:
+            self.pipe._paused = False
+            self.pipe._flush()
 
 
 class AutoPipeline:
@@ -91,12 +113,16 @@ class AutoPipeline:
         self.calls = 0
         self.recent = Recent()  # the last writes' command names
         self.read_at = -math.inf  # loop time of the last reply read
-        self._batch = Batch()
+        self._batch: Batch | None = None  # the commands called since the last write
+        self._timed: deque[Batch] = deque()  # batches not known to be answered, oldest first
+        self._timer: asyncio.TimerHandle | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()  # written, reply not read yet, in order
         self._conn: AbstractConnection | None = None
-        self._wake: asyncio.Future[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._replies: Replies | None = None  # set while connected
+        self._attached: Replies | None = None  # the protocol of the connection's transport
+        self._paused = False
+        self._queued = False  # a write is queued for the next loop iteration
+        self._connecting: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def call(self, *args: Any) -> asyncio.Future[Any]:
@@ -107,49 +133,73 @@ class AutoPipeline:
             loop = self._loop = asyncio.get_running_loop()  # a pipeline lives in the loop that made it
         fut = loop.create_future()
         batch = self._batch
-        if not batch.futures:
-            # One timer per batch bounds all of its commands, connect and write included.
-            loop.call_at(loop.time() + self.timeout_s, self._expire, batch)
-            if self._writer is None or self._writer.done():
-                self._writer = loop.create_task(self._write_loop())
-            elif self._wake is not None and not self._wake.done():
-                self._wake.set_result(None)
+        if batch is None:
+            batch = self._open(loop)
         batch.commands.append(args)
         batch.futures.append(fut)
-        self.calls += 1
         return fut
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._batch.futures:
-                self._wake = loop.create_future()
-                await self._wake
-            batch, self._batch = self._batch, Batch()
-            commands, futures = batch.commands, batch.futures
-            if any(map(DONE, futures)):  # timed out or cancelled before the write: not sent
-                kept = [(command, fut) for command, fut in zip(commands, futures, strict=True) if not fut.done()]
-                if not kept:
-                    continue
-                commands, futures = [command for command, _ in kept], [fut for _, fut in kept]
-            try:
-                conn = await self._connection()
-                # hiredis packs in C, ~8x faster than redis-py's Python packer on this path.
-                packed = b"".join(map(pack_command, commands))
-                writer = conn._writer  # redis-py's StreamWriter
-                if writer is None:
-                    raise StoreConnectionError("not connected")
-                self._waiting.extend(futures)
-                batch.written_at = loop.time()
-                # Written now, in this task: redis-py's send_packed_command would run each write in
-                # a task of its own (asyncio.wait_for), a loop turn later. drain() waits only while
-                # Redis does not read (stopped); the batch timers bound the callers meanwhile.
-                writer.write(packed)
-                await writer.drain()
-                self.batches += 1
-                self.recent.append(commands)
-            except (OSError, RedisError, TimeoutError) as exc:
-                await self._broken(exc, futures)
+    def _open(self, loop: asyncio.AbstractEventLoop) -> Batch:
+        """A batch for this iteration's commands, its write queued and its bound set."""
+        batch = self._batch = Batch(loop.time() + self.timeout_s)
+        self._timed.append(batch)
+        if self._timer is None:
+            self._timer = loop.call_at(batch.deadline, self._tick)
+        if self._replies is not None:
+            if not self._queued:  # one queued write at a time: it takes every command called until it runs
+                self._queued = True
+                loop.call_soon(self._flush, True)
+        elif self._connecting is None:
+            self._connecting = loop.create_task(self._connect())
+        return batch
+
+    def _flush(self, queued: bool = False) -> None:
+        """Write the batch, if connected and Redis reads; else the connection's end writes it."""
+        self._queued = self._queued and not queued
+        batch, replies = self._batch, self._replies
+        if batch is None or self._paused:
+            return
+        if replies is None:  # the connection broke since the batch was opened
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        self._batch = None
+        commands, futures = batch.commands, batch.futures
+        self.calls += len(commands)
+        if any(map(DONE, futures)):  # timed out or cancelled before the write: not sent
+            commands = [c for c, fut in zip(commands, futures, strict=True) if not fut.done()]
+            futures = [fut for fut in futures if not fut.done()]
+            if not futures:
+                return
+        # hiredis packs in C, ~8x faster than redis-py's Python packer on this path.
+        packed = b"".join(map(pack_command, commands))
+        self._waiting.extend(futures)
+        batch.written_at = replies.time()
+        try:
+            replies.transport.write(packed)
+        except (OSError, RuntimeError) as exc:  # the transport closed under us
+            self._broken(exc)
+            return
+        self.batches += 1
+        self.recent.append(commands)
+
+    def _tick(self) -> None:
+        """Forget the batches answered, expire those past their deadline, wait for the oldest left."""
+        timed, self._timer = self._timed, None
+        assert self._loop is not None
+        now = self._loop.time()
+        while timed:
+            batch = timed[0]
+            if all(map(DONE, batch.futures)):
+                timed.popleft()
+                if batch is self._batch:  # none of it left to write: later commands get a batch of their own
+                    self._batch = None
+            elif batch.deadline <= now:
+                timed.popleft()
+                self._expire(batch)
+            else:
+                self._timer = self._loop.call_at(batch.deadline, self._tick)
+                return
 
     def _expire(self, batch: Batch, turns: int = 0) -> None:
         if all(map(DONE, batch.futures)):
@@ -159,90 +209,92 @@ class AutoPipeline:
             loop.call_soon(self._expire, batch, turns + 1)
             return
         written_by = batch.written_at + self.timeout_s  # inf while not written: no more time for that
-        if written_by < math.inf and written_by > loop.time():  # written late by a busy loop: Redis's time
-            # counts from the write
+        if math.inf > written_by > loop.time():  # written late by a busy loop: Redis's time counts from the write
             loop.call_at(written_by, self._expire, batch)
             return
         batch.waits += 1
         if self.read_at >= batch.written_at and batch.waits < MAX_WAITS:
             loop.call_at(loop.time() + self.timeout_s, self._expire, batch)  # Redis answers: ours is coming
             return
+        if batch is self._batch:  # never written: later commands get a batch (and a bound) of their own
+            self._batch = None
         for fut in batch.futures:
             if not fut.done():
                 fut.set_exception(TimeoutError("Redis did not answer in time"))
 
-    async def _connection(self) -> AbstractConnection:
-        conn = self._conn
-        if conn is None:
-            # A connection of its own, made with the pool's settings but not taken from it: the
-            # pool stays whole for what needs a connection of its own for a while (script loads,
-            # the breakers' probes, lock scripts), however small redis.max_connections is.
-            conn = self._conn = self.pool.make_connection()
-        if not conn.is_connected:
+    async def _connect(self) -> None:
+        """Connect (redis-py's handshake), take the transport over, and write what waits."""
+        try:
+            conn = self._conn
+            if conn is None:
+                # Not taken from the pool: it stays whole for script loads, probes and lock scripts.
+                conn = self._conn = self.pool.make_connection()
+            self._attached = None
             await conn.connect()
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read_loop(conn))
-        return conn
+            transport = conn._writer.transport if conn._writer is not None else None  # past the handshake
+            if transport is None or transport.is_closing():
+                raise StoreConnectionError("not connected")
+            self._paused = False
+            self._replies = self._attached = Replies(self, transport, conn)
+            transport.set_protocol(self._replies)
+        except (OSError, RedisError, TimeoutError) as exc:
+            self._broken(exc)
+        finally:
+            self._connecting = None
+        self._flush()
 
-    async def _read_loop(self, conn: AbstractConnection) -> None:
-        """Resolve the callers' futures, in order, from every reply of each read. redis-py's
-        ``read_response`` costs a few coroutine calls and timeout checks per reply; here one
-        hiredis reader parses whatever a read brought (often a whole batch's replies) in C."""
-        stream = conn._reader  # redis-py's StreamReader; redis-py's own parser read only the handshake
-        if stream is None:
-            await self._broken(StoreConnectionError("not connected"), [])
-            return
-        # Error replies become the exceptions redis-py would raise (NoScriptError for NOSCRIPT...).
-        replies = Reader(protocolError=InvalidResponse, replyError=conn._parser.parse_error,
-                         notEnoughData=INCOMPLETE)
-        waiting = self._waiting
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                data = await stream.read(READ_SIZE)
-                if not data:
-                    raise StoreConnectionError("Redis closed the connection")
-                replies.feed(data)
-                self.read_at = loop.time()
-                while (reply := replies.gets()) is not INCOMPLETE:
-                    if not waiting:  # a reply nobody asked for: the stream cannot be trusted
-                        raise StoreConnectionError("unexpected reply")
-                    fut = waiting.popleft()
-                    if fut.done():
-                        continue  # timed out or cancelled: the reply is dropped
-                    if isinstance(reply, ResponseError):  # the command's own error: only its caller's
-                        fut.set_exception(reply)
-                    else:
-                        fut.set_result(reply)
-            except (OSError, RedisError) as exc:
-                await self._broken(exc, [])
-                return
+    def _received(self, replies: Replies, data: bytes) -> None:
+        """Resolve the callers' futures, in order, from every reply of this read."""
+        parser, waiting = replies.parser, self._waiting
+        self.read_at = replies.time()
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not INCOMPLETE:
+                if not waiting:  # a reply nobody asked for: the stream cannot be trusted
+                    raise StoreConnectionError("unexpected reply")
+                fut = waiting.popleft()
+                if fut.done():
+                    continue  # timed out or cancelled: the reply is dropped
+                if isinstance(reply, ResponseError):  # the command's own error: only its caller's
+                    fut.set_exception(reply)
+                else:
+                    fut.set_result(reply)
+        except RedisError as exc:
+            self._broken(exc)
 
-    async def _broken(self, exc: BaseException, batch: list[asyncio.Future[Any]]) -> None:
-        """Fail what is in flight and drop the connection; the next command connects again."""
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()  # it reads the old stream; the next connection gets a reader of its own
-        failed = list(self._waiting) + batch
-        self._waiting.clear()
+    def _broken(self, exc: BaseException) -> None:
+        """Fail what is in flight (or waited to connect), drop the connection; the next connects again."""
+        failed, self._waiting = [*self._waiting], deque()
+        if self._replies is None and self._batch is not None:  # never written: no connection
+            failed += self._batch.futures
+            self._batch = None
+        self._replies = None
         for fut in failed:
             if not fut.done():
                 fut.set_exception(StoreConnectionError(f"{type(exc).__name__} on the pipelined connection"))
         if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.disconnect(nowait=True)
+            self._conn._close()  # the transport, at once; redis-py connects again on the next connect()
+        if self._batch is not None and self._connecting is None:  # called since: a new connection
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
 
     async def close(self) -> None:
-        for task in (self._writer, self._reader):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._writer = self._reader = None
-        for fut in [*self._waiting, *self._batch.futures]:
-            if not fut.done():
-                fut.cancel()
-        conn, self._conn = self._conn, None
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and connecting is not asyncio.current_task():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+        if self._timer is not None:
+            self._timer.cancel()
+        pending = [*self._waiting, *(self._batch.futures if self._batch is not None else ())]
+        self._waiting.clear(), self._timed.clear()
+        self._timer = self._replies = self._batch = None
+        for fut in pending:
+            fut.cancel()  # a no-op for those done
+        conn, attached, self._conn, self._attached = self._conn, self._attached, None, None
         if conn is not None:
-            await conn.disconnect()
-
+            # Once the transport's protocol is ours, redis-py's close cannot wait for its end: we do.
+            await conn.disconnect(nowait=attached is not None)
+            if attached is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.timeout_s):
+                        await attached.closed

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -40,51 +40,21 @@ from gateway import Outcome, RequestContext, ShortCircuit, StashKey, hookimpl
 from gateway.config import GatewayConfig
 from gateway.keys import REDIS
 from gateway.plugin_manager import carry_over, stand_down
-from plugins.cache_flight import Flights
-from plugins.cache_keys import cache_control, cache_key, cacheable
+from plugins.cache_keys import cache_control, cacheable, key_input
+from plugins.cache_redis import STORE_ERRORS, unpack_found
 from plugins.cache_settings import CacheSettings
+from plugins.cache_state import CacheState, Pending, in_background, store, store_later
 from plugins.cache_store import CacheBackend, InProcessLRU, RedisStore
 
-__all__ = ["CacheBackend", "CacheSettings", "InProcessLRU", "RedisStore"]
+__all__ = ["CacheBackend", "CacheSettings", "CacheState", "InProcessLRU", "RedisStore"]
 
 CACHEABLE_OPS = frozenset({"chat", "completions", "embeddings"})
 
-
-@dataclass(frozen=True, slots=True)
-class CacheState:
-    backend: CacheBackend
-    ttl_s: float
-    per_key: bool = False
-    max_entry_bytes: int | None = None
-    flights: Flights = field(default_factory=Flights)
-    # Stores to a remote backend under way, awaited at shutdown.
-    storing: set[asyncio.Task[None]] = field(default_factory=set)
-    # The backend when it is this process's memory: called without a coroutine per lookup and store.
-    local: InProcessLRU | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.backend, InProcessLRU):
-            object.__setattr__(self, "local", self.backend)
-
-
-@dataclass(slots=True)
-class Pending:
-    """A request that missed (or bypassed) the cache: where to store its answer, if at all,
-    whether it leads a flight that identical requests wait for, and (once the answer came) the
-    serialised answer to store once the client has it. It carries the cache's state, so the
-    later hooks need no look-up of their own."""
-
-    state: CacheState
-    key: str
-    store: bool
-    leads: bool = False
-    value: bytes | None = None
-
-
 CACHE: web.AppKey[CacheState] = web.AppKey("llm_gateway.cache")
 PENDING: StashKey[Pending] = StashKey("cache.pending")
-# A shared store's lookup started with the request's admission: its key and the lookup.
-EARLY: StashKey[tuple[str, asyncio.Future[Any]]] = StashKey("cache.early")
+# A shared store's lookup started with the request's admission: its key, the lookup, and what the
+# key was hashed from (the same again at gateway_before_upstream: the same key, not hashed again).
+EARLY: StashKey[tuple[str, asyncio.Future[Any], bytes]] = StashKey("cache.early")
 
 
 def mark(ctx: RequestContext, outcome: str) -> None:
@@ -134,22 +104,15 @@ def gateway_request_received(ctx: RequestContext) -> None:
     op = ctx.op
     if op is None or not ctx.targets or op.canonical.name not in CACHEABLE_OPS:
         return
-    if {"no-cache", "no-store"} & cache_control(ctx):
+    if ctx.request.headers.get("Cache-Control") and {"no-cache", "no-store"} & cache_control(ctx):
         return
-    key = cache_key(ctx, state.per_key)
+    data = key_input(ctx, state.per_key)
+    if data is None:
+        return
+    key = sha256(data).hexdigest()
     # Not while this process fetches or stores the same answer: never a value read before that store.
-    if key is not None and key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
-        ctx[EARLY] = (key, lookup)
-
-
-async def looked_up(ctx: RequestContext, state: CacheState, key: str, claim: bool = False) -> bytes | None:
-    """The lookup started with the admission if it is for this key (a claim with a lock: a hit)."""
-    early = ctx.get(EARLY)
-    if early is not None and early[0] == key:
-        raw = await RedisStore.found(early[1])
-        if raw is not None or not claim or not getattr(state.backend, "lock_wait_s", 0):
-            return raw
-    return await (state.backend.claim(key) if claim else state.backend.get(key))
+    if key not in state.flights and (lookup := state.backend.lookup(key)) is not None:
+        ctx[EARLY] = (key, lookup, data)
 
 
 @hookimpl
@@ -162,9 +125,11 @@ def gateway_before_upstream(ctx: RequestContext) -> ShortCircuit | Awaitable[Sho
     # A dialect's request is cached as the canonical one it became (keyed apart by its op name).
     if state is None or op is None or op.canonical.name not in CACHEABLE_OPS or not ctx.targets:
         return None
-    key = cache_key(ctx, state.per_key)
-    if key is None:
+    data = key_input(ctx, state.per_key)
+    if data is None:
         return None
+    early = ctx.get(EARLY) if state.local is None else None
+    key = early[0] if early is not None and early[2] == data else sha256(data).hexdigest()
     if ctx.request.headers.get("Cache-Control"):  # most requests send none: no set to build
         directives = cache_control(ctx)
         if "no-cache" in directives or "no-store" in directives:
@@ -187,11 +152,23 @@ def bypass(ctx: RequestContext, state: CacheState, key: str, store: bool) -> Non
 
 
 async def shared_lookup(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
-    if ctx.stream:
-        return answer(ctx, state, key, await looked_up(ctx, state, key))
-    if state.flights.lead(key):
-        return led(ctx, state, key, await looked_up(ctx, state, key, claim=True))
-    return await followed(ctx, state, key)
+    """A stream's lookup, or a flight's leader's claim; else the answer of the request it follows.
+    The lookup started with the admission is used when it is for this key (a claim with a lock
+    takes only a hit from it: a miss must take the lock)."""
+    leads = not ctx.stream and state.flights.lead(key)
+    if not ctx.stream and not leads:
+        return answer(ctx, state, key, await state.flights.follow(key))
+    early = ctx.get(EARLY)
+    if early is not None and early[0] == key:
+        try:
+            raw = unpack_found(await early[1])
+        except STORE_ERRORS:
+            raw = None
+        if raw is not None or not leads or not getattr(state.backend, "lock_wait_s", 0):
+            return led(ctx, state, key, raw) if leads else answer(ctx, state, key, raw)
+    if leads:
+        return led(ctx, state, key, await state.backend.claim(key))
+    return answer(ctx, state, key, await state.backend.get(key))
 
 
 async def followed(ctx: RequestContext, state: CacheState, key: str) -> ShortCircuit | None:
@@ -243,42 +220,28 @@ def gateway_response(ctx: RequestContext, response: dict[str, Any]) -> None:
 
 @hookimpl(trylast=True)
 def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> Any:
-    """After the client has its last byte. A remote store runs as a task of its own, so its round
-    trip delays neither the other plugins' bookkeeping nor the next request on this connection;
-    until it is done the flight hands identical requests the answer."""
+    """After the client has its last byte. A remote store is not awaited, so its round trip delays
+    neither the other plugins' bookkeeping nor the next request on this connection; until it is
+    done the flight hands identical requests the answer."""
     pending = ctx.stash.get(PENDING)
     if pending is None:
         return None
-    state, value = pending.state, pending.value
+    state, value, backend = pending.state, pending.value, pending.state.backend
     if value is None:
         if pending.leads:
             state.flights.end(pending.key)
-            if state.backend.remote:
-                in_background(state, state.backend.abandon(pending.key))
+            if backend.remote and (not isinstance(backend, RedisStore) or pending.key in backend.held):
+                in_background(state, backend.abandon(pending.key))  # a lock to release
         return None
     if state.local is not None:  # in memory: done before the handler returns
         state.local.put(pending.key, value, state.ttl_s)
         if pending.leads:
             state.flights.end(pending.key)
         return None
-    if not state.backend.remote:
+    if not backend.remote:
         return store(state, pending, value)
-    in_background(state, store(state, pending, value))
+    store_later(state, pending, value)
     return None
-
-
-def in_background(state: CacheState, work: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(work)
-    state.storing.add(task)
-    task.add_done_callback(state.storing.discard)
-
-
-async def store(state: CacheState, pending: Pending, value: bytes) -> None:
-    try:
-        await state.backend.set(pending.key, value, state.ttl_s)
-    finally:
-        if pending.leads:
-            state.flights.end(pending.key)
 
 
 @hookimpl

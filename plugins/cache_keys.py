@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hashlib import sha256
 from typing import Any
 
 import orjson
@@ -22,7 +21,9 @@ def cache_control(ctx: RequestContext) -> frozenset[str]:
     return frozenset(d.strip().lower() for d in value.split(",") if d.strip())
 
 
-def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
+def key_input(ctx: RequestContext, per_key: bool = False) -> bytes | None:
+    """What the key is the SHA-256 of; None when the body cannot be serialised. Kept by a lookup
+    started early, so that the key need not be hashed again when this is still the same."""
     assert ctx.op is not None
     target = ctx.targets[0]
     body = ctx.body
@@ -35,7 +36,7 @@ def cache_key(ctx: RequestContext, per_key: bool = False) -> str | None:
     prefix = f"{ctx.op.name}\0{target.provider.name}\0{target.model}\0"
     if per_key and ctx.principal is not None:
         prefix += f"key\0{ctx.principal.name}\0"
-    return sha256(prefix.encode() + canonical).hexdigest()
+    return prefix.encode() + canonical
 
 
 def cacheable(response: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ import redis.exceptions
 
 from gateway.config import CircuitBreakerConfig
 from gateway.redis_client import RedisConnections
+from gateway.redis_pipeline import AutoPipeline
 from gateway.resilience import CLOSED, OPEN, CircuitBreaker
 
 log = logging.getLogger("llm_gateway.cache")
@@ -72,6 +73,11 @@ def pack(value: bytes) -> bytes:
     return RAW + value
 
 
+def unpack_found(stored: bytes | None) -> bytes | None:
+    """What a GET found: the value ``pack`` stored, None for a miss."""
+    return None if stored is None else unpack(stored)
+
+
 def unpack(stored: bytes) -> bytes | None:
     """The value ``pack`` stored; None for anything else (a foreign or damaged entry is a miss)."""
     head, body = stored[:1], stored[1:]
@@ -110,6 +116,10 @@ class RedisStore:
         # lookup is worth less than the time a client would wait for it.
         self.guard_s = connections.settings.timeout_s
         self.breaker = CircuitBreaker(STORE_BREAKER, clock)
+        # The breaker is closed and heard a success last: another success changes nothing it acts
+        # on (it opens on consecutive errors only), so it is not told again.
+        self.clean = True
+        self.pipe: AutoPipeline | None = None
 
     def lookup(self, key: str) -> asyncio.Future[Any] | None:
         """Start a lookup now, on the connection the request path shares (``gateway.redis_pipeline``):
@@ -118,16 +128,34 @@ class RedisStore:
         takes the answer; the breaker hears of it either way, even when nobody takes it."""
         if not self.breaker.allow():
             return None
-        fut = self.connections.pipeline(self.url).call("GET", KEY_PREFIX + key)
-        fut.add_done_callback(self._looked_up)
+        fut = (self.pipe or self._pipeline()).call("GET", KEY_PREFIX + key)
+        fut.add_done_callback(self.heard)
         return fut
 
-    def _looked_up(self, fut: asyncio.Future[Any]) -> None:
-        exc = None if fut.cancelled() else fut.exception()  # retrieved here: never "never retrieved"
+    def send(self, key: str, value: bytes, ttl_s: float) -> asyncio.Future[Any] | None:
+        """``set`` without a coroutine, for a key this process holds no lock on (else ``set``):
+        the SET goes out now on the pipelined connection, with whatever else this loop iteration
+        sends; its future (the caller hands it to ``heard`` when done, for the breaker), or None
+        when nothing was sent (too large, or the breaker keeps Redis off the request path)."""
+        if len(key) + len(value) > self.max_bytes or not self.breaker.allow():
+            return None
+        return (self.pipe or self._pipeline()).call("SET", KEY_PREFIX + key, pack(value), "PX",
+                                                    max(1, int(ttl_s * 1000)))
+
+    def heard(self, fut: asyncio.Future[Any]) -> None:
+        """How a pipelined command went, for the breaker."""
+        if fut.cancelled():
+            return
+        exc = fut.exception()  # retrieved here: never "never retrieved"
         if isinstance(exc, STORE_ERRORS):
             self._failed(exc)
-        elif not fut.cancelled():
+        elif not self.clean:
             self._succeeded()
+
+    def _pipeline(self) -> AutoPipeline:
+        """The request path's pipelined connection to this store, asked for once."""
+        pipe = self.pipe = self.connections.pipeline(self.url)
+        return pipe
 
     @staticmethod
     async def found(lookup: asyncio.Future[Any] | None) -> bytes | None:
@@ -135,10 +163,9 @@ class RedisStore:
         if lookup is None:
             return None
         try:
-            stored = await lookup
+            return unpack_found(await lookup)
         except STORE_ERRORS:
             return None
-        return None if stored is None else unpack(stored)
 
     async def get(self, key: str) -> bytes | None:
         return await self.found(self.lookup(key))
@@ -194,7 +221,7 @@ class RedisStore:
         try:
             if script is None:  # a plain store: on the shared pipelined connection, no pool checkout
                 value, px = args[0], args[1]
-                result = await self.connections.pipeline(self.url).call("SET", KEY_PREFIX + key, value, "PX", px)
+                result = await (self.pipe or self._pipeline()).call("SET", KEY_PREFIX + key, value, "PX", px)
             else:
                 async with asyncio.timeout(self.guard_s):
                     # EVALSHA, loaded again by redis-py when a restarted Redis answers NOSCRIPT.
@@ -211,14 +238,17 @@ class RedisStore:
         """The connections belong to the app's ``RedisConnections``, closed after the plugins."""
 
     def _failed(self, exc: BaseException) -> None:
-        was = self.breaker.state
+        was, self.clean = self.breaker.state, False
         self.breaker.record(False)
         if was != OPEN and self.breaker.state == OPEN:
             # The type only: a message may repeat the URL, and the URL may hold a password.
             log.warning("response cache store unreachable (%s): serving without the cache", type(exc).__name__)
 
     def _succeeded(self) -> None:
+        if self.clean:
+            return
         was = self.breaker.state
         self.breaker.record(True)
-        if was != CLOSED and self.breaker.state == CLOSED:
+        self.clean = self.breaker.state == CLOSED
+        if was != CLOSED and self.clean:
             log.info("response cache store reachable again")

@@ -52,7 +52,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from gateway import GatewayError, Outcome, RequestContext, StashKey, UpstreamError, hookimpl
 from gateway.config import GatewayConfig
-from gateway.keys import RELOADER
+from gateway.keys import GATEWAY, RELOADER
 from gateway.plugin_manager import carry_over
 from gateway.transport import Attempt
 from plugins.metrics_labels import ReloadCounts, configured_models, error_types
@@ -242,6 +242,7 @@ def gateway_configure(config: GatewayConfig, app: web.Application) -> None:
     assert metrics is not None
     metrics.bound(config)
     app[METRICS] = metrics
+    app[GATEWAY].pm.register(RequestMetrics(metrics), name="metrics.requests")
     app.router.add_get("/metrics", scrape)  # a reload's app is never served: start-up's route stays
 
 
@@ -259,37 +260,35 @@ async def gateway_shutdown(app: web.Application) -> None:
         await metrics.flusher.stop()
 
 
-@hookimpl
-def gateway_upstream_attempt_done(ctx: RequestContext, attempt: Attempt, error: GatewayError | None) -> None:
-    metrics = ctx.app.get(METRICS)
-    if metrics is None:
-        return
-    if attempt.panic:
-        metrics.panics[(metrics.provider(attempt.provider),)].inc()
-    if error is not None:
-        ctx.stash[COUNTED_ERROR] = error
-        metrics.upstream_error(attempt.provider, error)
-    elif attempt.stream:
-        label = metrics.provider(attempt.provider)
-        metrics.stream_opened(label)
-        ctx.stash[STREAM_OPEN] = label
+class RequestMetrics:
+    """The per-request hooks, registered by ``gateway_configure`` with the app's metrics in hand:
+    no look-up of them per request."""
 
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
 
-@hookimpl
-def gateway_error(ctx: RequestContext, error: GatewayError) -> None:
-    # An upstream error not seen as an attempt's result: one that broke a stream already relaying.
-    if isinstance(error, UpstreamError) and ctx.stash.get(COUNTED_ERROR) is not error:
-        metrics = ctx.app.get(METRICS)
-        if metrics is not None:
-            metrics.upstream_error(error.provider or ctx.provider, error)
+    @hookimpl
+    def gateway_upstream_attempt_done(self, ctx: RequestContext, attempt: Attempt, error: GatewayError | None) -> None:
+        metrics = self.metrics
+        if attempt.panic:
+            metrics.panics[(metrics.provider(attempt.provider),)].inc()
+        if error is not None:
+            ctx.stash[COUNTED_ERROR] = error
+            metrics.upstream_error(attempt.provider, error)
+        elif attempt.stream:
+            label = metrics.provider(attempt.provider)
+            metrics.stream_opened(label)
+            ctx.stash[STREAM_OPEN] = label
 
+    @hookimpl
+    def gateway_error(self, ctx: RequestContext, error: GatewayError) -> None:
+        # An upstream error not seen as an attempt's result: one that broke a stream already relaying.
+        if isinstance(error, UpstreamError) and ctx.stash.get(COUNTED_ERROR) is not error:
+            self.metrics.upstream_error(error.provider or ctx.provider, error)
 
-@hookimpl
-def gateway_request_finished(ctx: RequestContext, outcome: Outcome) -> None:
-    metrics = ctx.app.get(METRICS)
-    if metrics is None:
-        return
-    stream = ctx.stash.get(STREAM_OPEN)
-    if stream is not None:
-        metrics.stream_closed(stream)
-    metrics.finished(ctx.op.name if ctx.op is not None else NONE, outcome)
+    @hookimpl
+    def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> None:
+        stream = ctx.stash.get(STREAM_OPEN)
+        if stream is not None:
+            self.metrics.stream_closed(stream)
+        self.metrics.finished(ctx.op.name if ctx.op is not None else NONE, outcome)

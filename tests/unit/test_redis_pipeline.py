@@ -5,13 +5,16 @@ stopped, killed and restarted Redis bounded and recovered from."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.exceptions
 
 from gateway.config import RedisConfig
 from gateway.redis_client import RedisConnections
+from gateway.redis_pipeline import AutoPipeline
 from tests.services import RedisServer
 
 TIMEOUT_S = 0.05  # + the 40 ms slack for a busy loop: 90 ms
@@ -83,3 +86,48 @@ async def test_the_pipelined_connection_leaves_the_pool_whole(redis_server: Redi
         assert clients >= 3  # this test's own, the pipelined one, the pooled one
     finally:
         await conns.close()
+
+
+
+@contextlib.asynccontextmanager
+async def pipelined(redis: RedisServer, timeout_s: float = TIMEOUT_S) -> AsyncIterator[AutoPipeline]:
+    """The pipelined connection of a ``RedisConnections`` of its own, closed afterwards."""
+    conns = RedisConnections(RedisConfig(url=redis.url, timeout_s=timeout_s))
+    try:
+        yield conns.pipeline()
+    finally:
+        await conns.close()
+
+
+async def test_a_command_cancelled_before_its_write_is_not_sent(redis_server: RedisServer) -> None:
+    async with pipelined(redis_server) as pipe:
+        await pipe.call("PING")  # connected
+        pipe.recent.clear()
+        dropped, kept = pipe.call("SET", "dropped", "1"), pipe.call("ECHO", "kept")
+        dropped.cancel()
+        assert await kept == b"kept"
+        assert list(pipe.recent) == [("ECHO",)]
+        assert await pipe.call("EXISTS", "dropped") == 0
+
+
+async def test_redis_closing_the_connection_fails_what_is_in_flight_and_the_next_command_reconnects(
+        redis_server: RedisServer) -> None:
+    async with pipelined(redis_server, timeout_s=2.0) as pipe:
+        client_id = await pipe.call("CLIENT", "ID")
+        waiting = pipe.call("BLPOP", "never-pushed", 5)  # in flight until Redis drops the connection
+        await asyncio.sleep(0.05)  # written
+        assert redis_server.command("CLIENT", "KILL", "ID", str(client_id)) == b":1\r\n"
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await asyncio.wait_for(waiting, 1.0)
+        assert await pipe.call("PING") == b"PONG"  # a new connection
+
+
+async def test_one_timer_for_the_pipeline_and_nothing_kept_once_answered(redis_server: RedisServer) -> None:
+    async with pipelined(redis_server) as pipe:
+        for i in range(100):  # a hundred batches, each answered long before its bound
+            assert await pipe.call("ECHO", str(i)) == str(i).encode()
+        assert pipe.batches == 100
+        await asyncio.sleep(0.2)  # past every bound: the timer forgot the answered batches and stopped
+        assert not pipe._timed and pipe._timer is None
+        assert await pipe.call("ECHO", "later") == b"later"  # and a new batch sets it again
+        assert pipe._timer is not None
