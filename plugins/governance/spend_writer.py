@@ -100,7 +100,7 @@ class SpendWriter:
         self.healthy = True
         self._in_flight = 0
         self._buckets, self._last_sync = buckets, now
-        self.ledger.synced(flushed_per_counter(batch), totals, full)
+        self.ledger.synced(flushed_per_counter(batch), totals, full, buckets)
         self.written += len(batch)
         self.flushed.set()
         self.flushed = asyncio.Event()
