@@ -80,11 +80,12 @@ class Accounting:
     @hookimpl(tryfirst=True)
     def gateway_request_received(self, ctx: RequestContext) -> Awaitable[None] | None:
         now = time.time()
+        gov = self.gov
         principal = ctx.principal
         plan = self.plans.get(principal.name) if principal is not None else None  # a key's name is its id
         # The usual case (the key's plan is current) without plan_of's attribute look-ups; the
         # principal it was made for (one object per key and change) tells a static key apart.
-        if plan is None or plan.principal is not principal or not plan.holds(self.gov.index.generation, now):
+        if plan is None or plan.principal is not principal or not plan.holds(gov.index.generation, now):
             plan = self.plan_of(ctx, now)
             if plan is None:
                 return None
@@ -93,10 +94,10 @@ class Accounting:
         if not plan.limits:
             ctx.stash[RESERVATION] = Reservation(plan, 0.0, 0.0, False, taken=False)
             return None
-        target = ctx.targets[0] if ctx.targets else None
-        rates = self.gov.prices.rates(target.provider.name, target.model) if target is not None else None
-        prompt, amount = estimate(ctx, rates, self.gov.reserve_max_tokens)
-        remote = self.gov.remote
+        targets = ctx.targets
+        rates = gov.prices.rates(targets[0].provider.name, targets[0].model) if targets else None
+        prompt, amount = estimate(ctx, rates, gov.reserve_max_tokens)
+        remote = gov.remote
         if remote is not None:
             # Sent now, answered in gateway_before_upstream (RemoteAnswers): the rate limiter's
             # admission (and a shared cache's lookup) leave in the same write, so the client waits

@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -194,7 +195,10 @@ class RedisLedger:
         self.prefix = prefix
         self._down_since: float | None = None
         self.up = True  # Redis answered the last command that was awaited
-        self.unsettled: set[asyncio.Future[Any]] = set()  # settles sent, not answered yet
+        # Settles sent, oldest first, until their answers are looked at: each settle sweeps the
+        # answered ones off the front (replies come in the order sent), so a settle needs no
+        # callback of its own on the loop.
+        self.unsettled: deque[asyncio.Future[Any]] = deque()
 
     def layout(self, limits: Sequence[Limit]) -> Layout:
         return Layout(limits, self.local, self.prefix)
@@ -246,12 +250,18 @@ class RedisLedger:
         delta = round((cost - reserved) * MICRO)
         if not delta or not layout.cells:
             return
-        sent = self.pipe.call(*layout.settle_head, delta)
-        self.unsettled.add(sent)
-        sent.add_done_callback(self._settled)
+        unsettled = self.unsettled
+        unsettled.append(self.pipe.call(*layout.settle_head, delta))
+        while unsettled[0].done():
+            sent = unsettled.popleft()
+            if not sent.cancelled() and sent.exception() is not None:
+                self._settled(sent)
+            if not unsettled:
+                break
 
     def _settled(self, sent: asyncio.Future[Any]) -> None:
-        self.unsettled.discard(sent)
+        """An answered settle: an error is Redis down (and the exception is taken, not left to be
+        logged as never retrieved)."""
         error = None if sent.cancelled() else sent.exception()
         if error is not None:
             self._down(error)
@@ -260,6 +270,11 @@ class RedisLedger:
         """Wait (at most ``timeout_s``) for the settles sent so far to be answered."""
         if self.unsettled:
             await asyncio.wait(list(self.unsettled), timeout=timeout_s)
+        kept = deque(sent for sent in self.unsettled if not sent.done())
+        for sent in self.unsettled:
+            if sent.done():
+                self._settled(sent)
+        self.unsettled = kept
 
     def _down(self, exc: BaseException) -> None:
         if self._down_since is None:

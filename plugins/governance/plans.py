@@ -53,7 +53,8 @@ def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) 
     if not isinstance(max_tokens, int) or not isinstance(n, int):
         max_tokens, n = default_max_tokens, 1
     prompt = prompt_tokens * rates.input + rates.per_request
-    return prompt, prompt + max(1, max_tokens) * max(1, n) * rates.output
+    # max(1, max_tokens) * max(1, n), without two calls of the builtin on every request
+    return prompt, prompt + (max_tokens if max_tokens > 0 else 1) * (n if n > 0 else 1) * rates.output
 
 
 def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, generation: int, now: float,
