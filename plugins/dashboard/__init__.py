@@ -167,6 +167,6 @@ class LiveHooks:
             stats.latency.append(outcome.latency_s)
             if outcome.ttft_s is not None:
                 stats.ttft.append(outcome.ttft_s)
-        stream = ctx.stash.get(STREAM_OPEN)
+        stream = ctx.stash.get(STREAM_OPEN) if outcome.stream else None  # only a stream's attempt opens one
         if stream is not None:
             self.stats.provider(stream).streams -= 1

@@ -17,14 +17,13 @@ from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, NoReturn
+from typing import Any
 
-from gateway import Outcome, PermissionDeniedError, Principal, RateLimitError, RequestContext, StashKey, hookimpl
-from plugins.governance.budgets import Counter, Limit
-from plugins.governance.pricing import Rates
-from plugins.governance.records import KeyRecord, SpendEvent, TeamRecord, WindowClock, seconds_to_reset
+from gateway import Outcome, PermissionDeniedError, RequestContext, StashKey, hookimpl
+from plugins.governance.budgets import Counter, LocalLedger
+from plugins.governance.plans import Plan, estimate, make_plan, refuse
+from plugins.governance.records import KeyRecord, SpendEvent, WindowClock
 from plugins.governance.service import Governance
-from plugins.prompt_estimate import prompt_chars
 
 CLIENT_GONE = 499
 
@@ -39,72 +38,12 @@ class Reservation:
     prompt_cost: float  # what the prompt alone is estimated to cost (charged if the client leaves)
     remote: bool
     # A reservation sent to Redis whose answer is not taken yet, and the time it was sent at.
-    sent: tuple[asyncio.Future[Any], float] | None = None
+    sent: asyncio.Future[Any] | None = None
+    at: float = 0.0
     taken: bool = True  # the counters hold ``amount`` (False: no budget to check, or refused)
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A key's budgets as the request path needs them, made once per key, change of the key index
-    and UTC day (``Accounting.plan_of``): the counters checked at admission with their budgets and
-    periods, and the windows its spend counts in."""
-
-    key: KeyRecord
-    team: TeamRecord | None  # as looked up, live or not: the key's spend counts in its windows
-    limits: tuple[Limit, ...]
-    periods: tuple[str | None, ...]
-    counters: tuple[Counter, ...]
-    windows: tuple[Counter, ...]
-    generation: int  # the key index's generation it was made at
-    since: float  # the UTC day its window labels hold for: [since, until)
-    until: float
-    team_id: str = ""  # as its spend records name it
-    principal: Principal | None = None  # the key's principal it was made for
-
-    def holds(self, generation: int, now: float) -> bool:
-        """Current: nothing changed in the key index since it was made (records are replaced on
-        every write, and every write bumps the generation) and its UTC day still holds."""
-        return self.generation == generation and self.since <= now < self.until
-
-
 RESERVATION: StashKey[Reservation] = StashKey("governance.reservation")
-
-
-def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) -> tuple[float, float]:
-    """(prompt cost, whole reservation) in USD."""
-    if rates is None:
-        return 0.0, 0.0
-    body = ctx.body
-    prompt_tokens = prompt_chars(ctx) / 4  # text characters, counted once per request
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    n = body.get("n") or 1
-    if not isinstance(max_tokens, int) or not isinstance(n, int):
-        max_tokens, n = default_max_tokens, 1
-    prompt = prompt_tokens * rates.input + rates.per_request
-    return prompt, prompt + max(1, max_tokens) * max(1, n) * rates.output
-
-
-def make_plan(key: KeyRecord, team: TeamRecord | None, clock: WindowClock, generation: int, now: float,
-              principal: Principal | None = None) -> Plan:
-    # The spend counts in the current window of the key's period and of its team's (the window a
-    # budget is checked against; "all" without a period). Only budgets that exist are checked,
-    # and a deleted team's is not.
-    labels = clock.current(now)
-    own = ("key", key.id, labels[key.budget_period])
-    limits: list[Limit] = []
-    periods: list[str | None] = []
-    windows = [own]
-    if key.budget_usd is not None:
-        limits.append((own, key.budget_usd))
-        periods.append(key.budget_period)
-    if team is not None:
-        theirs = ("team", team.id, labels[team.budget_period])
-        windows.append(theirs)
-        if team.deleted_at is None and team.budget_usd is not None:
-            limits.append((theirs, team.budget_usd))
-            periods.append(team.budget_period)
-    return Plan(key, team, tuple(limits), tuple(periods), tuple(c for c, _ in limits), tuple(windows),
-                generation, clock.start, clock.end, team.id if team is not None else "", principal)
 
 
 class Accounting:
@@ -134,68 +73,86 @@ class Accounting:
         if key is None:
             return None
         team = index.teams.get(key.team_id) if key.team_id else None
-        plan = self.plans[key_id] = make_plan(key, team, self.clock, index.generation, now, principal)
+        plan = self.plans[key_id] = make_plan(key, team, self.clock, index.generation, now, self.gov.local,
+                                              self.gov.remote, principal)
         return plan
 
     @hookimpl(tryfirst=True)
     def gateway_request_received(self, ctx: RequestContext) -> Awaitable[None] | None:
         now = time.time()
+        gov = self.gov
         principal = ctx.principal
         plan = self.plans.get(principal.name) if principal is not None else None  # a key's name is its id
         # The usual case (the key's plan is current) without plan_of's attribute look-ups; the
         # principal it was made for (one object per key and change) tells a static key apart.
-        if plan is None or plan.principal is not principal or not plan.holds(self.gov.index.generation, now):
+        if plan is None or plan.principal is not principal or not plan.holds(gov.index.generation, now):
             plan = self.plan_of(ctx, now)
             if plan is None:
                 return None
         if self.check_models and plan.key.models:
             permit(ctx, plan.key)
         if not plan.limits:
-            ctx.stash[RESERVATION] = Reservation(plan, 0.0, 0.0, False, None, False)
+            ctx.stash[RESERVATION] = Reservation(plan, 0.0, 0.0, False, taken=False)
             return None
-        target = ctx.targets[0] if ctx.targets else None
-        rates = self.gov.prices.rates(target.provider.name, target.model) if target is not None else None
-        prompt, amount = estimate(ctx, rates, self.gov.reserve_max_tokens)
-        remote = self.gov.remote
+        targets = ctx.targets
+        rates = gov.prices.rates(targets[0].provider.name, targets[0].model) if targets else None
+        prompt, amount = estimate(ctx, rates, gov.reserve_max_tokens)
+        remote = gov.remote
         if remote is not None:
             # Sent now, answered in gateway_before_upstream (RemoteAnswers): the rate limiter's
             # admission (and a shared cache's lookup) leave in the same write, so the client waits
             # for one Redis round trip, not one per plugin (docs/scaling-out.md).
-            sent = remote.begin_reserve(plan.limits, amount)
-            ctx.stash[RESERVATION] = Reservation(plan, amount, prompt, True, (sent, now))
+            ctx.stash[RESERVATION] = Reservation(plan, amount, prompt, True, remote.begin_reserve(plan.layout, amount),
+                                                 now)
             return None
-        failed = self.gov.local.reserve(plan.limits, amount)
+        failed = LocalLedger.reserve(plan.layout, amount)
         if failed is not None:
             refuse(plan, failed, now)
         ctx.stash[RESERVATION] = Reservation(plan, amount, prompt, False)
         return None
 
-    async def answered(self, ctx: RequestContext, reservation: Reservation, refusing: bool) -> None:
-        """Take a sent reservation's answer. Refused: nothing was taken, so nothing is settled
-        (the request is still recorded as its key's when it ends)."""
+    def take(self, reservation: Reservation, refusing: bool) -> Awaitable[None] | None:
+        """Take a sent reservation's answer: at once when its reply is in (the usual case: it
+        came back with the rate limiter's admission, in the same read), else in a coroutine.
+        Refused: nothing was taken, so nothing is settled (the request is still recorded as its
+        key's when it ends)."""
+        sent = reservation.sent
+        assert sent is not None
+        if not sent.done() or sent.cancelled() or sent.exception() is not None:
+            return self.answered(reservation, refusing)  # waits, loads the script again, or falls back
+        reservation.sent = None
+        remote = self.gov.remote
+        assert remote is not None
+        self.took(reservation, remote.answer(sent, reservation.plan.layout), refusing)
+        return None
+
+    async def answered(self, reservation: Reservation, refusing: bool) -> None:
         remote = self.gov.remote
         assert remote is not None and reservation.sent is not None
-        (sent, now), reservation.sent = reservation.sent, None
-        plan = reservation.plan
-        failed = await remote.reserved(sent, plan.limits, reservation.amount)
-        reservation.remote = remote.up
+        sent, reservation.sent = reservation.sent, None
+        self.took(reservation, await remote.reserved(sent, reservation.plan.layout, reservation.amount), refusing)
+
+    def took(self, reservation: Reservation, failed: Counter | None, refusing: bool) -> None:
+        reservation.remote = self.gov.remote.up  # type: ignore[union-attr]
         if failed is not None:
             reservation.amount = reservation.prompt_cost = 0.0
             reservation.taken = False
             if refusing:
-                refuse(plan, failed, now)
+                refuse(reservation.plan, failed, reservation.at)
 
     @hookimpl(tryfirst=True)
     def gateway_request_finished(self, ctx: RequestContext, outcome: Outcome) -> Awaitable[None] | None:
         reservation = ctx.stash.get(RESERVATION)
+        if reservation is not None and reservation.sent is not None:
+            # Refused by another plugin before the answer was taken (e.g. the rate limiter).
+            pending = self.take(reservation, refusing=False)
+            if pending is not None:
+                return self.finished_after(pending, ctx, outcome)
         provider = outcome.provider
         if reservation is None:
             if provider is None:
                 return None  # refused before any vendor was asked: it costs nothing and is not recorded
             plan = None
-        elif reservation.sent is not None:
-            # Refused by another plugin before the answer was taken (e.g. the rate limiter).
-            return self.finished_after_answer(ctx, outcome, reservation)
         else:
             plan = reservation.plan
             if not reservation.taken and provider is None:
@@ -205,21 +162,24 @@ class Accounting:
         outcome.cost_usd = cost
         if plan is not None and not plan.holds(self.gov.index.generation, now):
             plan = self.plan_of(ctx, now)  # the day turned, or the key or its team changed, meanwhile
-        windows = plan.windows if plan is not None else ()
         if provider is not None:
-            self.record(ctx, outcome, plan, windows, now)
-        local, remote = self.gov.local, self.gov.remote
-        if reservation is not None and reservation.taken and remote is None:
-            local.settle(windows, cost or 0.0, reservation.plan.counters, reservation.amount)  # add + release
-            return None
-        if cost:
-            local.add(windows, cost)
-        if reservation is not None and reservation.taken and remote is not None:
-            remote.settle(reservation.plan.counters, reservation.amount, cost or 0.0, reservation.remote)
+            self.record(ctx, outcome, plan, now)
+        windows = plan.window_cells if plan is not None else ()
+        if reservation is not None and reservation.taken:
+            layout = reservation.plan.layout
+            remote = self.gov.remote
+            if remote is None:
+                LocalLedger.settle(windows, cost or 0.0, layout.cells, reservation.amount)  # add + release
+                return None
+            if cost:
+                LocalLedger.add(windows, cost)
+            remote.settle(layout, reservation.amount, cost or 0.0, reservation.remote)
+        elif cost:
+            LocalLedger.add(windows, cost)
         return None
 
-    async def finished_after_answer(self, ctx: RequestContext, outcome: Outcome, reservation: Reservation) -> None:
-        await self.answered(ctx, reservation, refusing=False)
+    async def finished_after(self, pending: Awaitable[None], ctx: RequestContext, outcome: Outcome) -> None:
+        await pending
         pending = self.gateway_request_finished(ctx, outcome)
         if pending is not None:
             await pending
@@ -245,13 +205,12 @@ class Accounting:
         self.cost[label] += cost
         return cost
 
-    def record(self, ctx: RequestContext, outcome: Outcome, plan: Plan | None, windows: tuple[Counter, ...],
-               now: float) -> None:
-        principal = ctx.principal
+    def record(self, ctx: RequestContext, outcome: Outcome, plan: Plan | None, now: float) -> None:
         if plan is not None:
-            key_id, team_id = plan.key.id, plan.team_id
+            key_id, team_id, windows = plan.key.id, plan.team_id, plan.windows
         else:
-            key_id, team_id = (f"static:{principal.name}" if principal is not None else ""), ""
+            principal = ctx.principal
+            key_id, team_id, windows = (f"static:{principal.name}" if principal is not None else ""), "", ()
         usage = outcome.usage
         self.gov.writer.add(SpendEvent(
             ctx.request_id, key_id, team_id, outcome.provider or "", outcome.model or "",
@@ -273,14 +232,7 @@ class RemoteAnswers:
         reservation = ctx.stash.get(RESERVATION)
         if reservation is None or reservation.sent is None:
             return None
-        return self.accounting.answered(ctx, reservation, refusing=True)
-
-
-def refuse(plan: Plan, failed: Counter, now: float) -> NoReturn:
-    period = plan.periods[plan.counters.index(failed)]
-    raise RateLimitError(
-        f"The {failed[0]} budget is used up for this period ({failed[0]} '{failed[1]}').",
-        retry_after=seconds_to_reset(period, now), type="insufficient_quota", code="budget_exceeded")
+        return self.accounting.take(reservation, refusing=True)
 
 
 def permit(ctx: RequestContext, key: KeyRecord) -> None:

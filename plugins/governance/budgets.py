@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import defaultdict
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,13 +37,16 @@ Limit = tuple[Counter, float]  # a counter and its budget in USD
 MICRO = 1_000_000
 TTL_S = 40 * 86400  # longer than any window
 
+# ARGV: the TTL, each counter's budget, each counter's seed (in KEYS order), the amount: the budgets
+# and the keys are fixed per plan (``Layout.reserve_head``), the seeds and the amount per request.
 RESERVE = """
+local n = #KEYS
 for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[2 * i], 'NX', 'EX', ARGV[1])
+  redis.call('SET', key, ARGV[1 + n + i], 'NX', 'EX', ARGV[1])
 end
-local amount = tonumber(ARGV[2 * #KEYS + 2])
+local amount = tonumber(ARGV[2 + 2 * n])
 for i, key in ipairs(KEYS) do
-  local used, budget = tonumber(redis.call('GET', key)), tonumber(ARGV[2 * i + 1])
+  local used, budget = tonumber(redis.call('GET', key)), tonumber(ARGV[1 + i])
   if used >= budget or used + amount > budget then return i end
 end
 for i, key in ipairs(KEYS) do redis.call('INCRBY', key, amount) end
@@ -56,74 +59,130 @@ RESERVE_SHA = hashlib.sha1(RESERVE.encode()).hexdigest()
 SETTLE = "for _, key in ipairs(KEYS) do redis.call('INCRBY', key, ARGV[1]) end return 1"
 
 
+class Cell:
+    """One counter in this process: its flushed spend (every process's), this process's spend
+    since, and its reservations in flight. A plan holds its counters' cells, so a request updates
+    them without building or hashing a counter."""
+
+    __slots__ = ("baseline", "pending", "reserved")
+
+    def __init__(self) -> None:
+        self.baseline = self.pending = self.reserved = 0.0
+
+
+class Layout:
+    """A plan's budget counters laid out once for the request path: their cells with their budgets
+    and, with Redis (``prefix``), the fixed parts of its reservation and settle commands, keys
+    encoded and budgets in micro-dollars."""
+
+    __slots__ = ("cells", "counters", "pairs", "reserve_head", "settle_head")
+
+    def __init__(self, limits: Sequence[Limit], local: LocalLedger, prefix: str | None = None) -> None:
+        self.counters: tuple[Counter, ...] = tuple(c for c, _ in limits)
+        self.cells = tuple(local.cell(c) for c in self.counters)
+        self.pairs = tuple(zip(self.cells, (b for _, b in limits), strict=True))
+        self.reserve_head: tuple[Any, ...] = ()
+        self.settle_head: tuple[Any, ...] = ()
+        if prefix is not None:
+            keys = tuple((prefix + ":".join(c)).encode() for c in self.counters)
+            self.reserve_head = ("EVALSHA", RESERVE_SHA, len(keys), *keys, TTL_S,
+                                 *(int(b * MICRO) for _, b in limits))
+            self.settle_head = ("EVAL", SETTLE, len(keys), *keys)
+
+    def counter_of(self, cell: Cell) -> Counter:
+        return self.counters[self.cells.index(cell)]
+
+
 class LocalLedger:
     def __init__(self) -> None:
-        self.baseline: dict[Counter, float] = {}
-        self.pending: dict[Counter, float] = defaultdict(float)
-        self.reserved: dict[Counter, float] = defaultdict(float)
+        self.cells: dict[Counter, Cell] = {}
+
+    def cell(self, counter: Counter) -> Cell:
+        found = self.cells.get(counter)
+        if found is None:
+            found = self.cells[counter] = Cell()
+        return found
+
+    def layout(self, limits: Sequence[Limit]) -> Layout:
+        return Layout(limits, self)
+
+    # Views of the cells by counter (what the store's counters, this process's spend and its
+    # reservations are), for the admin API and tests; the request path uses the cells.
+    @property
+    def baseline(self) -> dict[Counter, float]:
+        return {c: cell.baseline for c, cell in self.cells.items() if cell.baseline}
+
+    @property
+    def pending(self) -> dict[Counter, float]:
+        return {c: cell.pending for c, cell in self.cells.items() if cell.pending}
+
+    @property
+    def reserved(self) -> dict[Counter, float]:
+        return {c: cell.reserved for c, cell in self.cells.items() if cell.reserved}
 
     def spent(self, counter: Counter) -> float:
         """Settled spend: every process's flushed spend plus this process's since."""
-        return self.baseline.get(counter, 0.0) + self.pending.get(counter, 0.0)
+        cell = self.cells.get(counter)
+        return cell.baseline + cell.pending if cell is not None else 0.0
 
     def used(self, counter: Counter) -> float:
-        return self.spent(counter) + self.reserved.get(counter, 0.0)
+        cell = self.cells.get(counter)
+        return cell.baseline + cell.pending + cell.reserved if cell is not None else 0.0
 
-    def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
+    @staticmethod
+    def reserve(layout: Layout, amount: float) -> Counter | None:
         """Reserve ``amount`` on every counter, or on none: the first counter without room (a
         counter already at its budget has no room, even for a request priced at nothing)."""
-        baseline, pending, reserved = self.baseline, self.pending, self.reserved  # used(), inlined
-        for counter, budget in limits:
-            used = baseline.get(counter, 0.0) + pending.get(counter, 0.0) + reserved.get(counter, 0.0)
+        for cell, budget in layout.pairs:
+            used = cell.baseline + cell.pending + cell.reserved
             if used >= budget or used + amount > budget:
-                return counter
-        for counter, _ in limits:
-            reserved[counter] += amount
+                return layout.counter_of(cell)
+        for cell, _ in layout.pairs:
+            cell.reserved += amount
         return None
 
-    def release(self, counters: Iterable[Counter], reserved: float) -> None:
-        for counter in counters:
-            left = self.reserved.get(counter, 0.0) - reserved
-            if left <= 1e-12:
-                self.reserved.pop(counter, None)
-            else:
-                self.reserved[counter] = left
+    @staticmethod
+    def release(cells: Iterable[Cell], reserved: float) -> None:
+        for cell in cells:
+            left = cell.reserved - reserved
+            cell.reserved = left if left > 1e-12 else 0.0
 
-    def settle(self, windows: Iterable[Counter], cost: float, counters: Iterable[Counter], reserved: float) -> None:
+    @staticmethod
+    def settle(windows: Iterable[Cell], cost: float, cells: Iterable[Cell], reserved: float) -> None:
         """A finished request: its cost on every window it counts in (``add``), and its
         reservation off its counters (``release``), in one call."""
-        pending = self.pending
         if cost:
-            for counter in windows:
-                pending[counter] += cost
-        held = self.reserved
-        for counter in counters:
-            left = held.get(counter, 0.0) - reserved
-            if left <= 1e-12:
-                held.pop(counter, None)
-            else:
-                held[counter] = left
+            for cell in windows:
+                cell.pending += cost
+        for cell in cells:
+            left = cell.reserved - reserved
+            cell.reserved = left if left > 1e-12 else 0.0
 
-    def add(self, counters: Iterable[Counter], cost: float) -> None:
+    @staticmethod
+    def add(windows: Iterable[Cell], cost: float) -> None:
         """A finished request's cost, on every window it counts in (until a flush covers it)."""
-        for counter in counters:
-            self.pending[counter] += cost
+        for cell in windows:
+            cell.pending += cost
 
-    def synced(self, flushed: dict[Counter, float], totals: Iterable[Sequence[Any]], full: bool) -> None:
+    def synced(self, flushed: dict[Counter, float], totals: Iterable[Sequence[Any]], full: bool,
+               current: Sequence[str]) -> None:
         """After a flush: ``flushed`` what it wrote per counter, ``totals`` the store's counters
-        read in the same transaction (so they include it): all of the current windows when
-        ``full``, else those changed lately."""
+        read in the same transaction (so they include it): all of the current windows
+        (``current``: their labels) when ``full``, else those changed lately."""
         for counter, cost in flushed.items():
-            left = self.pending.get(counter, 0.0) - cost
-            if abs(left) <= 1e-12:
-                self.pending.pop(counter, None)
-            else:
-                self.pending[counter] = left
+            cell = self.cell(counter)
+            left = cell.pending - cost
+            cell.pending = 0.0 if abs(left) <= 1e-12 else left
         fresh = {(r[0], r[1], r[2]): float(r[3]) for r in totals}
-        if full:
-            self.baseline = fresh
-        else:
-            self.baseline.update(fresh)
+        if full:  # every window changed (a new day): the store's totals are all there is
+            for counter, cell in list(self.cells.items()):
+                cell.baseline = 0.0
+                # A past window's counter is dropped once nothing of this process is in it: no
+                # current plan holds its cell (plans are made again when the day turns).
+                if counter[2] not in current and not cell.pending and not cell.reserved:
+                    del self.cells[counter]
+        for counter, value in fresh.items():
+            self.cell(counter).baseline = value
 
 
 class RedisLedger:
@@ -135,55 +194,74 @@ class RedisLedger:
         self.local = local
         self.prefix = prefix
         self._down_since: float | None = None
-        self.unsettled: set[asyncio.Future[Any]] = set()  # settles sent, not answered yet
+        self.up = True  # Redis answered the last command that was awaited
+        # Settles sent, oldest first, until their answers are looked at: each settle sweeps the
+        # answered ones off the front (replies come in the order sent), so a settle needs no
+        # callback of its own on the loop.
+        self.unsettled: deque[asyncio.Future[Any]] = deque()
 
-    def _key(self, counter: Counter) -> str:
-        return self.prefix + ":".join(counter)
+    def layout(self, limits: Sequence[Limit]) -> Layout:
+        return Layout(limits, self.local, self.prefix)
 
-    def begin_reserve(self, limits: Sequence[Limit], amount: float) -> asyncio.Future[Any]:
-        """Send the reservation now; ``reserved`` takes its answer."""
-        keys = [self._key(c) for c, _ in limits]
-        args: list[Any] = [TTL_S]
-        for counter, budget in limits:
-            args += [int(self.local.spent(counter) * MICRO), int(budget * MICRO)]
+    def begin_reserve(self, layout: Layout, amount: float) -> asyncio.Future[Any]:
+        """Send the reservation now; ``reserved`` (or ``answer``, once it is in) takes its answer.
+        Per request only the seeds (the local view, for counters Redis does not hold yet) and the
+        amount are added to the plan's command."""
+        args = [*layout.reserve_head]
+        for cell in layout.cells:
+            args.append(int((cell.baseline + cell.pending) * MICRO))
         args.append(int(amount * MICRO))
-        return self.pipe.call("EVALSHA", RESERVE_SHA, len(keys), *keys, *args)
+        return self.pipe.call(*args)
 
-    async def reserved(self, sent: asyncio.Future[Any], limits: Sequence[Limit], amount: float) -> Counter | None:
+    def answer(self, sent: asyncio.Future[Any], layout: Layout) -> Counter | None:
+        """The answer of a reservation whose reply is in (``sent.done()``, no error): the first
+        counter without room, or None when all of them took the amount."""
+        if not self.up:
+            self._up()
+        failed = sent.result()
+        return layout.counters[failed - 1] if failed else None
+
+    async def reserved(self, sent: asyncio.Future[Any], layout: Layout, amount: float) -> Counter | None:
         """The first counter without room, or None when all of them took ``amount``."""
         try:
             try:
-                failed = await sent
+                await sent
             except NoScriptError:  # Redis restarted empty: load the script, then once more
                 await self.client.script_load(RESERVE)
-                failed = await self.begin_reserve(limits, amount)
+                sent = self.begin_reserve(layout, amount)
+                await sent
         except STORE_ERRORS as exc:
             self._down(exc)
-            return self.local.reserve(limits, amount)
-        self._up()
-        return limits[int(failed) - 1][0] if failed else None
+            return self.local.reserve(layout, amount)
+        return self.answer(sent, layout)
 
-    async def reserve(self, limits: Sequence[Limit], amount: float) -> Counter | None:
-        return await self.reserved(self.begin_reserve(limits, amount), limits, amount)
+    async def reserve(self, layout: Layout, amount: float) -> Counter | None:
+        return await self.reserved(self.begin_reserve(layout, amount), layout, amount)
 
-    def settle(self, counters: Sequence[Counter], reserved: float, cost: float, remote: bool) -> None:
+    def settle(self, layout: Layout, reserved: float, cost: float, remote: bool) -> None:
         """Correct a reservation to the real cost. ``remote``: it was taken in Redis (else in
         the local ledger, while Redis was down). The local view is kept either way by the caller
         (``LocalLedger.add``), as the seed for counters Redis does not hold yet. Sent, not
         awaited: a request's end (and the next request on its connection) never waits for Redis;
         ``drain`` waits for what is still unanswered, at shutdown."""
         if not remote:
-            self.local.release(counters, reserved)
+            self.local.release(layout.cells, reserved)
             return
         delta = round((cost - reserved) * MICRO)
-        if not delta or not counters:
+        if not delta or not layout.cells:
             return
-        sent = self.pipe.call("EVAL", SETTLE, len(counters), *[self._key(c) for c in counters], delta)
-        self.unsettled.add(sent)
-        sent.add_done_callback(self._settled)
+        unsettled = self.unsettled
+        unsettled.append(self.pipe.call(*layout.settle_head, delta))
+        while unsettled[0].done():
+            sent = unsettled.popleft()
+            if not sent.cancelled() and sent.exception() is not None:
+                self._settled(sent)
+            if not unsettled:
+                break
 
     def _settled(self, sent: asyncio.Future[Any]) -> None:
-        self.unsettled.discard(sent)
+        """An answered settle: an error is Redis down (and the exception is taken, not left to be
+        logged as never retrieved)."""
         error = None if sent.cancelled() else sent.exception()
         if error is not None:
             self._down(error)
@@ -192,14 +270,16 @@ class RedisLedger:
         """Wait (at most ``timeout_s``) for the settles sent so far to be answered."""
         if self.unsettled:
             await asyncio.wait(list(self.unsettled), timeout=timeout_s)
-
-    @property
-    def up(self) -> bool:
-        return self._down_since is None
+        kept = deque(sent for sent in self.unsettled if not sent.done())
+        for sent in self.unsettled:
+            if sent.done():
+                self._settled(sent)
+        self.unsettled = kept
 
     def _down(self, exc: BaseException) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
+            self.up = False
             log.warning("budget counters: Redis unreachable (%s: %s); using this process's counters",
                         type(exc).__name__, exc)
 
@@ -208,3 +288,4 @@ class RedisLedger:
             log.warning("budget counters: Redis reachable again after %.1f s",
                         time.monotonic() - self._down_since)
             self._down_since = None
+            self.up = True

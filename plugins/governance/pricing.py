@@ -42,13 +42,6 @@ class Rates:
     model_ref: str = ""
     provider_id: str | None = None
 
-    def cost(self, usage: Usage) -> float:
-        prompt, cached = usage.prompt_tokens, usage.cached_tokens
-        if cached > prompt:
-            cached = prompt
-        return (prompt - cached) * self.input + cached * self.cached_input + usage.completion_tokens * self.output \
-            + self.per_request
-
 
 def base(value: Any) -> tuple[float, int | None]:
     """A library price (``Decimal`` or ``TieredPrices``) per million tokens -> (USD per token,
@@ -121,9 +114,14 @@ class PriceBook:
             rates = self.rates(*key)
         if rates is None:
             return None
-        if rates.tier_start is not None and usage.prompt_tokens > rates.tier_start:
+        prompt = usage.prompt_tokens
+        if rates.tier_start is not None and prompt > rates.tier_start:
             return self.tiered(rates, usage)
-        return rates.cost(usage)
+        cached = usage.cached_tokens
+        if cached > prompt:
+            cached = prompt
+        return (prompt - cached) * rates.input + cached * rates.cached_input + usage.completion_tokens * rates.output \
+            + rates.per_request
 
     @staticmethod
     def tiered(rates: Rates, usage: Usage) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 PERIODS = ("day", "week", "month")
 
@@ -49,10 +49,10 @@ class KeyRecord:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-@dataclass(slots=True)
-class SpendEvent:
+class SpendEvent(NamedTuple):
     """One finished request, as written to the spend log and the rollups. No prompt, no answer,
-    no key: the key's id (or ``static:<name>`` for a key from gateway.yaml)."""
+    no key: the key's id (or ``static:<name>`` for a key from gateway.yaml). A tuple whose first
+    ``ROW`` fields are the spend log's row, in its column order: a batch's rows are slices."""
 
     request_id: str
     key_id: str
@@ -68,6 +68,9 @@ class SpendEvent:
     ts: float
     # Budget windows this event counts against: (scope, id, window) triples.
     windows: tuple[tuple[str, str, str], ...] = ()
+
+
+ROW = 12  # SpendEvent's fields that are a spend_log row
 
 
 def window(period: str | None, now: float) -> str:

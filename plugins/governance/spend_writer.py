@@ -15,11 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 
-from plugins.governance.budgets import Counter, LocalLedger
+from plugins.governance.budgets import LocalLedger
 from plugins.governance.records import PERIODS, SpendEvent, window
-from plugins.governance.store import Store, StoreError
+from plugins.governance.store import Store, StoreError, per_counter
 
 log = logging.getLogger("llm_gateway.governance.spend")
 BATCH = 5000
@@ -86,8 +86,9 @@ class SpendWriter:
         full = buckets != self._buckets
         since = 0.0 if full else self._last_sync - SYNC_MARGIN_S
         self._in_flight = len(batch)
+        flushed = per_counter(batch)  # written to the store's counters, and taken off this process's pending
         try:
-            totals = await self.store.write_spend(batch, buckets, since)
+            totals = await self.store.write_spend(batch, buckets, since, flushed)
         except StoreError as exc:
             self._in_flight = 0
             self.buffer.extendleft(reversed(batch))
@@ -100,7 +101,7 @@ class SpendWriter:
         self.healthy = True
         self._in_flight = 0
         self._buckets, self._last_sync = buckets, now
-        self.ledger.synced(flushed_per_counter(batch), totals, full)
+        self.ledger.synced(flushed, totals, full, buckets)
         self.written += len(batch)
         self.flushed.set()
         self.flushed = asyncio.Event()
@@ -123,10 +124,3 @@ class SpendWriter:
             return
         self._next_prune = now if left else now + PRUNE_EVERY_S
 
-
-def flushed_per_counter(batch: list[SpendEvent]) -> dict[Counter, float]:
-    sums: dict[Counter, float] = defaultdict(float)
-    for event in batch:
-        for counter in event.windows:
-            sums[counter] += event.cost_usd or 0.0
-    return sums

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from plugins.governance.records import KeyRecord, SpendEvent, TeamRecord, utc_day
+from plugins.governance.records import ROW, KeyRecord, SpendEvent, TeamRecord, utc_day
 
 Step = tuple[str, Sequence[Any]]  # (sql, args); args a list of tuples for executemany
 MANY = "many:"  # a step whose sql starts with this runs executemany
@@ -71,27 +71,37 @@ def upsert(table: str, columns: Sequence[str], record: Any) -> Step:
     return sql, values
 
 
-def spend_steps(events: Sequence[SpendEvent], now: float) -> list[Step]:
-    """Raw rows, daily rollups and budget windows for a batch, aggregated before they are written."""
+def per_counter(events: Sequence[SpendEvent]) -> dict[tuple[str, str, str], float]:
+    """A batch's cost per budget window (scope, id, window)."""
+    sums: dict[tuple[str, str, str], float] = defaultdict(float)
+    for event in events:
+        cost = event.cost_usd or 0.0
+        for counter in event.windows:
+            sums[counter] += cost
+    return sums
+
+
+def spend_steps(events: Sequence[SpendEvent], now: float,
+                windows: dict[tuple[str, str, str], float] | None = None) -> list[Step]:
+    """Raw rows, daily rollups and budget windows (``per_counter``, unless the caller has it
+    already) for a batch, aggregated before they are written."""
     rollups: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0])
-    windows: dict[tuple[str, str, str], float] = defaultdict(float)
+    windows = per_counter(events) if windows is None else windows
     rows = []
-    days: dict[int, str] = {}  # the events of a batch fall on one or two days: format each once
+    days: dict[float, str] = {}  # the events of a batch fall on one or two days: format each once
     for e in events:
-        rows.append((e.request_id, e.key_id, e.team_id, e.provider, e.model, e.input_tokens, e.output_tokens,
-                     e.cached_input_tokens, e.cost_usd, e.status, e.latency_ms, e.ts))
-        day = days.get(int(e.ts // 86400))
+        rows.append(e[:ROW])
+        day = days.get(e.ts // 86400)
         if day is None:
-            day = days[int(e.ts // 86400)] = utc_day(e.ts)
+            day = days[e.ts // 86400] = utc_day(e.ts)
         r = rollups[(day, e.key_id, e.team_id, e.provider, e.model)]
+        cost = e.cost_usd
         r[0] += 1
         r[1] += e.input_tokens
         r[2] += e.output_tokens
         r[3] += e.cached_input_tokens
-        r[4] += e.cost_usd or 0.0
-        r[5] += e.cost_usd is None
-        for w in e.windows:
-            windows[w] += e.cost_usd or 0.0
+        r[4] += cost or 0.0
+        r[5] += cost is None
     return [
         (MANY + "INSERT INTO spend_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows),
         (MANY + "INSERT INTO usage_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -144,14 +154,16 @@ class Store(abc.ABC):
         return [key_from_row(r) for r in keys], [team_from_row(r) for r in teams]
 
     async def write_spend(
-        self, events: Sequence[SpendEvent], buckets: Sequence[str], since: float
+        self, events: Sequence[SpendEvent], buckets: Sequence[str], since: float,
+        windows: dict[tuple[str, str, str], float] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Write a batch in one transaction; then, in it, the budget counters of the given windows
-        changed at or after ``since`` (by any process), as ``[(scope, id, bucket, cost_usd)]``."""
+        changed at or after ``since`` (by any process), as ``[(scope, id, bucket, cost_usd)]``.
+        ``windows``: the batch's ``per_counter``, when the caller has it already."""
         marks = ", ".join("?" * len(buckets))
         read = (f"SELECT scope, id, bucket, cost_usd FROM budget_usage WHERE updated_at >= ? AND bucket IN ({marks})",
                 (since, *buckets))
-        steps = spend_steps(events, time.time()) if events else []
+        steps = spend_steps(events, time.time(), windows) if events else []
         return await self.run([*[s for s in steps if s[1]], read])
 
     async def spend(self, group_by: str, day_from: str, day_to: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from gateway import Principal, RequestContext
 from plugins.governance.accounting import Accounting
+from plugins.governance.budgets import LocalLedger
 from plugins.governance.records import KeyRecord, TeamRecord, window
 from plugins.governance.virtual_keys import KeyIndex
 
@@ -20,7 +21,7 @@ KEY = KeyRecord(id="key_a", digest="00" * 32, hint="sk-gw-...", name="a", team_i
 def setup() -> tuple[Accounting, KeyIndex, RequestContext]:
     index = KeyIndex()
     index.apply([KEY], [TEAM])
-    accounting = Accounting(SimpleNamespace(index=index), check_models=False)  # type: ignore[arg-type]
+    accounting = Accounting(SimpleNamespace(index=index, local=LocalLedger(), remote=None), check_models=False)  # type: ignore[arg-type]
     ctx = RequestContext(None, None, "req_1")  # type: ignore[arg-type]
     ctx.principal = index.principals[KEY.id]
     return accounting, index, ctx

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from gateway import Principal, RequestContext
 from plugins.governance.accounting import Accounting
+from plugins.governance.budgets import LocalLedger
 from plugins.governance.records import KeyRecord, TeamRecord
 from plugins.governance.virtual_keys import KeyAuthenticator, KeyIndex
 
@@ -55,7 +56,7 @@ def test_a_revoked_key_or_one_whose_team_never_existed_is_refused() -> None:
 def test_a_static_principal_named_like_a_key_gets_no_plan() -> None:
     index = KeyIndex()
     index.apply([dataclasses.replace(KEY, budget_usd=1.0, budget_period="day")], [TEAM])
-    accounting = Accounting(SimpleNamespace(index=index), check_models=False)  # type: ignore[arg-type]
+    accounting = Accounting(SimpleNamespace(index=index, local=LocalLedger(), remote=None), check_models=False)  # type: ignore[arg-type]
     ctx = RequestContext(None, None, "r")  # type: ignore[arg-type]
     ctx.principal = index.principals[KEY.id]
     assert accounting.plan_of(ctx, time.time()) is not None

@@ -19,12 +19,12 @@ async def test_reserve_settle_and_reload_after_a_flush(redis_server: RedisServer
     conns = RedisConnections(RedisConfig(url=redis_server.url, timeout_s=2))
     try:
         ledger = RedisLedger(conns.client(), conns.pipeline(), LocalLedger())
-        limits = [(KEY, 1.0), (TEAM, 0.5)]
+        limits = ledger.layout([(KEY, 1.0), (TEAM, 0.5)])
         assert await ledger.reserve(limits, 0.3) is None
         assert await ledger.reserve(limits, 0.3) == TEAM  # all or nothing: the key is not charged
         held = redis_server.command("GET", "llmgw:budget:key:k1:day:2026-12-02")
         assert held.split(b"\r\n")[1] == str(int(0.3 * MICRO)).encode()
-        ledger.settle([KEY, TEAM], 0.3, 0.1, remote=True)  # sent, not awaited
+        ledger.settle(limits, 0.3, 0.1, remote=True)  # sent, not awaited
         await ledger.drain(2.0)
         assert not ledger.unsettled
         redis_server.command("SCRIPT", "FLUSH")  # as after a restart: EVALSHA answers NOSCRIPT
@@ -42,8 +42,9 @@ async def test_an_unreachable_redis_falls_back_to_the_local_ledger_at_once() -> 
         local = LocalLedger()
         ledger = RedisLedger(conns.client(), conns.pipeline(), local)
         started = time.perf_counter()
-        assert await ledger.reserve([(KEY, 1.0)], 0.6) is None
-        assert await ledger.reserve([(KEY, 1.0)], 0.6) == KEY  # the local ledger's 0.6 of 1.0 taken
+        limits = ledger.layout([(KEY, 1.0)])
+        assert await ledger.reserve(limits, 0.6) is None
+        assert await ledger.reserve(limits, 0.6) == KEY  # the local ledger's 0.6 of 1.0 taken
         assert time.perf_counter() - started < 1.0 and not ledger.up
         assert local.reserved[KEY] == 0.6
     finally:

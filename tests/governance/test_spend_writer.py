@@ -26,7 +26,7 @@ async def test_a_full_buffer_counts_drops_and_a_store_back_gets_everything_buffe
     writer = SpendWriter(store, ledger, max_events=5, interval_s=1.0, retention_days=30)
     for i in range(8):
         writer.add(event(i))
-        ledger.add([("key", "key_a", "all")], 0.5)
+        ledger.add([ledger.cell(("key", "key_a", "all"))], 0.5)
     assert (writer.waiting, writer.dropped) == (5, 3)
     assert await writer.flush() is False  # the store is not open yet: nothing is lost
     assert writer.waiting == 5 and not writer.healthy
