@@ -189,10 +189,11 @@ def checkouts(paths: list[Path]) -> list[Path]:
     return trees
 
 
-def start_upstream(procs: Procs, cpu: int | None, *extra: str) -> tuple[int, dict[str, str]]:
-    """The mock upstream (``upstream.py`` with ``extra`` arguments), ready; its port, and the
-    environment the targets started after it should get (gateway configs read its port from it)."""
-    port = free_port(DEFAULT_PORTS["upstream"])
+def start_upstream(procs: Procs, cpu: int | None, *extra: str, port: int | None = None) -> tuple[int, dict[str, str]]:
+    """The mock upstream (``upstream.py`` with ``extra`` arguments), ready; its port (``port``, or
+    the usual one when free), and the environment the targets started after it should get
+    (gateway configs read its port from it)."""
+    port = port or free_port(DEFAULT_PORTS["upstream"])
     env = {**os.environ, "BENCH_UPSTREAM_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, str(HERE / "upstream.py"), "--port", str(port), *extra]
     upstream = procs.start("upstream", cmd, cpu, env)

@@ -82,11 +82,12 @@ def chain_config(backend: str, redis_port: int, workdir: Path | None = None) -> 
     return base
 
 
-def chain_file(procs: Procs, backend: str, *, slow_start: bool = False) -> Path:
+def chain_file(procs: Procs, backend: str, *, slow_start: bool = False, redis_port: int | None = None) -> Path:
     """The full chain as a config file in ``procs``' directory, its store seeded beside it (and a
-    redis-server started for ``redis``). ``slow_start``: under valgrind, loading 10,000 keys takes
-    longer than the store's first load allows at the default poll interval (4 polls)."""
-    config = chain_config(backend, start_redis(procs) if backend == "redis" else 0, procs.logdir)
+    redis-server started for ``redis``, on ``redis_port`` if given). ``slow_start``: under
+    valgrind, loading 10,000 keys takes longer than the store's first load allows at the default
+    poll interval (4 polls)."""
+    config = chain_config(backend, start_redis(procs, redis_port) if backend == "redis" else 0, procs.logdir)
     if slow_start:
         config["store"]["poll_interval_s"] = 1
     path = procs.logdir / f"chain-{backend}.yaml"
@@ -115,9 +116,9 @@ def budgets_config(store: Path) -> dict:
             "pricing": {f"up/{model}": dict(BENCH_PRICE) for model in (MODEL, TTFC_MODEL)}}
 
 
-def start_redis(procs: Procs) -> int:
+def start_redis(procs: Procs, port: int | None = None) -> int:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port(18990)
+    port = port or free_port(18990)
     procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                 LOAD_CPU, {})
     deadline = time.monotonic() + 10

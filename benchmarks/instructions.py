@@ -149,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable  # the interpreter itself (a venv's is a link to it), never a shell shim
     results: dict[str, dict[str, float]] = {}
     try:
-        up_port, env = start_upstream(procs, None, "--chunks", str(args.chunks))
-        config = chain_file(procs, args.chain, slow_start=True) if args.chain else args.config.resolve()
+        # Kernel-chosen ports (see count()): with the usual ones, a second count run at once would
+        # find them taken and use the first run's upstream and Redis, until that run ends.
+        up_port, env = start_upstream(procs, None, "--chunks", str(args.chunks), port=free_port(0))
+        config = (chain_file(procs, args.chain, slow_start=True, redis_port=free_port(0)) if args.chain
+                  else args.config.resolve())
         if not args.no_relay:
             relay = [py, str(HERE / "relay.py"), "--upstream", f"http://127.0.0.1:{up_port}"]
             results["relay"] = count(procs, "relay", relay, HERE, env, args)
