@@ -60,3 +60,14 @@ def prompt_chars(ctx: RequestContext) -> int:
     n = text_chars(prompt)
     stash[PROMPT_CHARS] = (prompt, n)
     return n
+
+
+def asked_completion(body: dict[str, Any], default_max_tokens: int) -> tuple[int, int] | None:
+    """The completion a request asks room for: (its output tokens: ``max_completion_tokens``, else
+    ``max_tokens``, else ``default_max_tokens``; its choices: ``n``, 1 when absent). None when
+    either is not an integer (the vendor refuses it): each estimate says what it reserves then."""
+    completion = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
+    n = body.get("n") or 1
+    if not isinstance(completion, int) or not isinstance(n, int):
+        return None
+    return completion, n

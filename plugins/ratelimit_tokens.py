@@ -6,17 +6,13 @@ from __future__ import annotations
 import math
 
 from gateway import Outcome, RequestContext
-from plugins.prompt_estimate import CHARS_PER_TOKEN, prompt_chars
+from plugins.prompt_estimate import CHARS_PER_TOKEN, asked_completion, prompt_chars
 
 
 def estimate_tokens(ctx: RequestContext, default_max_tokens: int = 0) -> int:
     """The prompt's characters / 4 (``plugins.prompt_estimate``, shared with governance's budget
     reservation), plus ``max_tokens`` x ``n`` or ``default_max_tokens``."""
-    body = ctx.body
-    completion = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    n = body.get("n") or 1
-    if not isinstance(completion, int) or not isinstance(n, int):
-        completion, n = 0, 1
+    completion, n = asked_completion(ctx.body, default_max_tokens) or (0, 1)
     return math.ceil(prompt_chars(ctx) / CHARS_PER_TOKEN) + completion * max(n, 1)
 
 

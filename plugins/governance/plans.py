@@ -13,7 +13,7 @@ from gateway import Principal, RateLimitError, RequestContext
 from plugins.governance.budgets import Cell, Counter, Layout, Limit, LocalLedger, RedisLedger
 from plugins.governance.pricing import Rates
 from plugins.governance.records import KeyRecord, TeamRecord, WindowClock, seconds_to_reset
-from plugins.prompt_estimate import prompt_chars
+from plugins.prompt_estimate import CHARS_PER_TOKEN, asked_completion, prompt_chars
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +46,8 @@ def estimate(ctx: RequestContext, rates: Rates | None, default_max_tokens: int) 
     """(prompt cost, whole reservation) in USD."""
     if rates is None:
         return 0.0, 0.0
-    body = ctx.body
-    prompt_tokens = prompt_chars(ctx) / 4  # text characters, counted once per request
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    n = body.get("n") or 1
-    if not isinstance(max_tokens, int) or not isinstance(n, int):
-        max_tokens, n = default_max_tokens, 1
+    prompt_tokens = prompt_chars(ctx) / CHARS_PER_TOKEN  # text characters, counted once per request
+    max_tokens, n = asked_completion(ctx.body, default_max_tokens) or (default_max_tokens, 1)
     prompt = prompt_tokens * rates.input + rates.per_request
     # max(1, max_tokens) * max(1, n), without two calls of the builtin on every request
     return prompt, prompt + (max_tokens if max_tokens > 0 else 1) * (n if n > 0 else 1) * rates.output

@@ -11,6 +11,7 @@ import pytest
 from gateway.context import RequestContext
 from gateway.operations import CHAT, EMBEDDINGS
 from plugins import ratelimit
+from plugins.prompt_estimate import asked_completion
 from plugins.ratelimit_backend import REQUESTS, Charge, InProcessBackend, Limit
 from tests.conftest import MOCK_PROVIDER, make_config
 
@@ -232,6 +233,20 @@ def test_token_estimate_is_prompt_chars_over_four_plus_max_tokens():
     ctx = RequestContext(None, EMBEDDINGS, "req")  # type: ignore[arg-type]
     ctx.body = {"input": [[1, 2, 3], "abcdefgh"]}
     assert ratelimit.estimate_tokens(ctx) == 5
+
+
+@pytest.mark.parametrize(("body", "asked"), [
+    ({}, (16, 1)), ({"max_tokens": 7, "n": 2}, (7, 2)), ({"max_completion_tokens": 9, "max_tokens": 7}, (9, 1)),
+    ({"max_tokens": "7"}, None), ({"max_tokens": 7, "n": 1.5}, None)])
+def test_the_completion_a_request_asks_room_for_is_read_once_for_both_estimates(body, asked):
+    """One reading of max_completion_tokens / max_tokens / n for the limiter's token estimate and
+    governance's budget reservation; a non-integer is None, and each estimate falls back its own
+    way (the limiter to the prompt alone)."""
+    assert asked_completion(body, 16) == asked
+    ctx = RequestContext(None, CHAT, "req")  # type: ignore[arg-type]
+    ctx.body = {"messages": [{"role": "user", "content": "x" * 8}], **body}
+    completion, n = asked or (0, 1)
+    assert ratelimit.estimate_tokens(ctx, 16) == 2 + completion * n
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.25, "250ms"), (1.5, "1.5s"), (30, "30s"), (360, "6m0s")])
